@@ -1,0 +1,247 @@
+"""Conveyor settings: one env-driven module.
+
+Every value comes from the environment through `config.env`, which fails loudly on a
+bad value. Invariants between settings (heartbeat vs stale threshold, requeue delay vs
+start threshold, signing keys) are Django system checks in `executions.checks`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CONVEYOR_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The embedded defaults (README's first command) run with a development key; a
+# deployment without DJANGO_SECRET_KEY and without DEBUG refuses to start.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and not env_bool("CONVEYOR_EMBEDDED", False):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set unless DJANGO_DEBUG=1 or CONVEYOR_EMBEDDED=1")
+    SECRET_KEY = "conveyor-embedded-development-key-not-for-production-use-0123456789"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_prometheus",
+    "executions",
+    "scheduler",
+    "reaper",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+# SQLite is the zero-setup default; PostgreSQL through DATABASE_URL in production and
+# tests. SQLite shared by web, worker and beat needs WAL, a busy timeout and IMMEDIATE
+# transactions, or they hit "database is locked" (which the classifier would rightly call
+# C-0002).
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'conveyor.sqlite3'}")
+try:
+    _database = dj_database_url.parse(DATABASE_URL)
+except Exception as exc:  # dj_database_url raises several types for a malformed URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if _database["ENGINE"] not in {"django.db.backends.sqlite3", "django.db.backends.postgresql"}:
+    raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:// or postgres://, not {_database['ENGINE']}")
+# Workers want persistent connections (a connection per task costs a round trip);
+# health checks drop a connection the server closed before a task uses it.
+_database["CONN_MAX_AGE"] = env_int("CONVEYOR_DB_CONN_MAX_AGE", 60, minimum=0)
+_database["CONN_HEALTH_CHECKS"] = True
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["OPTIONS"] = {
+        "timeout": env_int("CONVEYOR_SQLITE_BUSY_TIMEOUT_S", 30, minimum=1),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+else:
+    _database.setdefault("OPTIONS", {})
+    _database["OPTIONS"].setdefault("connect_timeout", env_int("CONVEYOR_DB_CONNECT_TIMEOUT_S", 5, minimum=1))
+    _database["TEST"] = {"NAME": env_str("CONVEYOR_TEST_DATABASE_NAME", "test_conveyor")}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/runs/"
+
+# --- Conveyor: queue and broker -------------------------------------------------------
+# The same settings serve moto's SQS server locally (AWS_ENDPOINT_URL_SQS points at it)
+# and AWS SQS in production (AWS_ENDPOINT_URL_SQS unset).
+SQS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL_SQS", "")
+AWS_REGION = env_str("AWS_DEFAULT_REGION", "us-east-1")
+QUEUE_PREFIX = env_str("CONVEYOR_QUEUE_PREFIX", "conveyor-")
+RUNS_QUEUE = "runs"
+MAINTENANCE_QUEUE = "maintenance"
+DEAD_LETTER_QUEUE = "dead-letter"
+SQS_WAIT_TIME_SECONDS = env_int("CONVEYOR_SQS_WAIT_TIME_SECONDS", 10, minimum=0, maximum=20)
+SQS_POLLING_INTERVAL = env_float("CONVEYOR_SQS_POLLING_INTERVAL", 1.0, minimum=0.0)
+SQS_VISIBILITY_TIMEOUT = env_int("CONVEYOR_SQS_VISIBILITY_TIMEOUT", 1800, minimum=1, maximum=43200)
+# A producer must fail fast when the queue is down: the run is resolved at once to
+# system_error with the producer's code rather than hanging a web request.
+SQS_CONNECT_TIMEOUT_S = env_float("CONVEYOR_SQS_CONNECT_TIMEOUT_S", 3.0, minimum=0.1)
+SQS_READ_TIMEOUT_S = env_float("CONVEYOR_SQS_READ_TIMEOUT_S", 10.0, minimum=0.1)
+SQS_MAX_ATTEMPTS = env_int("CONVEYOR_SQS_MAX_ATTEMPTS", 2, minimum=1)
+
+# Queue messages are signed; the previous key stays accepted during a rotation.
+MESSAGE_SIGNING_KEY = env_str("CONVEYOR_MESSAGE_SIGNING_KEY", "")
+MESSAGE_SIGNING_PREVIOUS_KEYS = env_list("CONVEYOR_MESSAGE_SIGNING_PREVIOUS_KEYS", [])
+if not MESSAGE_SIGNING_KEY:
+    MESSAGE_SIGNING_KEY = SECRET_KEY  # checked: must differ in production (executions.checks)
+
+# Organization secrets are encrypted at rest with Fernet; list several keys to rotate
+# (the first encrypts, all decrypt).
+SECRETS_ENCRYPTION_KEYS = env_list("CONVEYOR_SECRETS_ENCRYPTION_KEYS", [])
+
+# --- Conveyor: thresholds (DESIGN.md §4) ----------------------------------------------
+START_THRESHOLD_S = env_int("CONVEYOR_START_THRESHOLD_S", 15 * 60, minimum=1)
+HEARTBEAT_INTERVAL_S = env_float("CONVEYOR_HEARTBEAT_INTERVAL_S", 10.0, minimum=0.05)
+STALE_AFTER_S = env_float("CONVEYOR_STALE_AFTER_S", 60.0, minimum=0.25)
+REAPER_INTERVAL_S = env_float("CONVEYOR_REAPER_INTERVAL_S", 60.0, minimum=0.5)
+REAPER_BATCH_SIZE = env_int("CONVEYOR_REAPER_BATCH_SIZE", 500, minimum=1)
+REAPER_LEASE_S = env_float("CONVEYOR_REAPER_LEASE_S", 300.0, minimum=1.0)
+RUN_DEADLINE_S = env_int("CONVEYOR_RUN_DEADLINE_S", 3600, minimum=1)
+REQUEUE_DELAY_S = env_int("CONVEYOR_REQUEUE_DELAY_S", 30, minimum=0, maximum=900)
+GLOBAL_CONCURRENCY_LIMIT = env_int("CONVEYOR_GLOBAL_CONCURRENCY_LIMIT", 0, minimum=0)  # 0: no cap
+DEFAULT_WORKFLOW_CONCURRENCY = env_int("CONVEYOR_DEFAULT_WORKFLOW_CONCURRENCY", 0, minimum=0)
+DEFAULT_RUNTIME = env_choice("CONVEYOR_DEFAULT_RUNTIME", "isolated", {"isolated", "inline"})
+RUNTIME_MEMORY_LIMIT_MB = env_int("CONVEYOR_RUNTIME_MEMORY_LIMIT_MB", 1024, minimum=0)  # 0: no limit
+WORKER_SOFT_SHUTDOWN_TIMEOUT_S = env_float("CONVEYOR_WORKER_SOFT_SHUTDOWN_TIMEOUT_S", 30.0, minimum=0.0)
+
+# --- Conveyor: actions (DESIGN.md §5) -------------------------------------------------
+# Private, loopback and link-local destinations are refused unless listed here (CIDRs).
+HTTP_ACTION_ALLOWED_NETWORKS = env_list("CONVEYOR_HTTP_ALLOWED_NETWORKS", [])
+HTTP_ACTION_TIMEOUT_S = env_float("CONVEYOR_HTTP_TIMEOUT_S", 15.0, minimum=0.1)
+HTTP_ACTION_MAX_REDIRECTS = env_int("CONVEYOR_HTTP_MAX_REDIRECTS", 5, minimum=0, maximum=20)
+HTTP_ACTION_MAX_RESPONSE_BYTES = env_int("CONVEYOR_HTTP_MAX_RESPONSE_BYTES", 1_000_000, minimum=1024)
+DELAY_ACTION_MAX_S = env_float("CONVEYOR_DELAY_MAX_S", 300.0, minimum=0.0)
+PYTHON_CALLABLE_ALLOWLIST = env_list(
+    "CONVEYOR_PYTHON_CALLABLES",
+    ["executions.actions.examples.add_numbers", "executions.actions.examples.echo"],
+)
+MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum=1)
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "sqs://")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": AWS_REGION,
+    "queue_name_prefix": QUEUE_PREFIX,
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
+    "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
+    "polling_interval": SQS_POLLING_INTERVAL,
+    "client-config": {
+        "connect_timeout": SQS_CONNECT_TIMEOUT_S,
+        "read_timeout": max(SQS_READ_TIMEOUT_S, SQS_WAIT_TIME_SECONDS + 5),
+        "retries": {"max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
+    },
+}
+CELERY_TASK_DEFAULT_QUEUE = RUNS_QUEUE
+CELERY_TASK_ROUTES = {
+    "reaper.*": {"queue": MAINTENANCE_QUEUE},
+    "scheduler.tasks.maintenance_*": {"queue": MAINTENANCE_QUEUE},
+}
+# Acknowledged when the worker accepts the task (DESIGN.md §4, docs/decisions/0001).
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = WORKER_SOFT_SHUTDOWN_TIMEOUT_S
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
+CELERY_WORKER_CONSUMER = "executions.consumer:DeadLetteringConsumer"
+CELERY_BEAT_SCHEDULE = {
+    "reaper-sweep": {
+        "task": "reaper.tasks.sweep",
+        "schedule": REAPER_INTERVAL_S,
+        "options": {"queue": MAINTENANCE_QUEUE},
+    },
+}
+
+# --- REST framework -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Conveyor API", "VERSION": "1.0.0"}
+
+# --- logging --------------------------------------------------------------------------
+LOG_JSON = env_bool("CONVEYOR_LOG_JSON", False)
+LOG_LEVEL = env_choice("CONVEYOR_LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "executions.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_JSON else "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "botocore": {"level": "WARNING"}},
+}
+
+# --- Conveyor: isolated runtime -------------------------------------------------------
+RUNTIME_PYTHON = env_str("CONVEYOR_RUNTIME_PYTHON", "")  # default: the worker's own interpreter
+RUNTIME_SPAWN_TIMEOUT_S = env_float("CONVEYOR_RUNTIME_SPAWN_TIMEOUT_S", 30.0, minimum=1.0)

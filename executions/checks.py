@@ -1,0 +1,71 @@
+"""System checks for invariants between settings (they fail `manage.py check` and the
+start of every process)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def threshold_invariants(app_configs, **kwargs):
+    errors = []
+    if settings.STALE_AFTER_S < 5 * settings.HEARTBEAT_INTERVAL_S:
+        errors.append(
+            Error(
+                f"CONVEYOR_STALE_AFTER_S ({settings.STALE_AFTER_S}) must be at least 5x "
+                f"CONVEYOR_HEARTBEAT_INTERVAL_S ({settings.HEARTBEAT_INTERVAL_S}), or a busy machine "
+                "produces false P-0003 reaps",
+                id="conveyor.E001",
+            )
+        )
+    if settings.REQUEUE_DELAY_S * 3 > settings.START_THRESHOLD_S:
+        errors.append(
+            Error(
+                f"CONVEYOR_REQUEUE_DELAY_S ({settings.REQUEUE_DELAY_S}) must be at most a third of "
+                f"CONVEYOR_START_THRESHOLD_S ({settings.START_THRESHOLD_S}), or a requeued run is reaped "
+                "as P-0005 while it waits",
+                id="conveyor.E002",
+            )
+        )
+    if settings.REQUEUE_DELAY_S > 900:
+        errors.append(Error("CONVEYOR_REQUEUE_DELAY_S must be at most 900 (SQS DelaySeconds)", id="conveyor.E003"))
+    if settings.HEARTBEAT_INTERVAL_S >= settings.RUN_DEADLINE_S:
+        errors.append(Error("CONVEYOR_HEARTBEAT_INTERVAL_S must be below CONVEYOR_RUN_DEADLINE_S", id="conveyor.E004"))
+    return errors
+
+
+@register()
+def secret_invariants(app_configs, **kwargs):
+    from cryptography.fernet import Fernet
+
+    errors = []
+    for index, key in enumerate(settings.SECRETS_ENCRYPTION_KEYS):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            errors.append(
+                Error(f"CONVEYOR_SECRETS_ENCRYPTION_KEYS entry {index} is not a valid Fernet key", id="conveyor.E010")
+            )
+    if not settings.DEBUG:
+        if not settings.SECRETS_ENCRYPTION_KEYS:
+            errors.append(
+                Warning(
+                    "CONVEYOR_SECRETS_ENCRYPTION_KEYS is not set: secrets are encrypted with a key derived from "
+                    "DJANGO_SECRET_KEY",
+                    id="conveyor.W011",
+                )
+            )
+        if settings.MESSAGE_SIGNING_KEY == settings.SECRET_KEY:
+            errors.append(
+                Warning(
+                    "CONVEYOR_MESSAGE_SIGNING_KEY is not set: queue messages are signed with DJANGO_SECRET_KEY",
+                    id="conveyor.W012",
+                )
+            )
+    for module_path in settings.PYTHON_CALLABLE_ALLOWLIST:
+        if "." not in module_path:
+            errors.append(
+                Error(f"CONVEYOR_PYTHON_CALLABLES entry {module_path!r} is not a dotted path", id="conveyor.E013")
+            )
+    return errors

@@ -1,0 +1,274 @@
+"""The execution model (DESIGN.md §2): organizations, workflows, runs, steps, secrets
+and the append-only transition log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from executions.catalogue import CODE_CHOICES, ErrorCategory
+from executions.statuses import IN_PROGRESS, Actor, ErrorType, ExecutionStatus, TriggerType
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Member(models.Model):
+    """A user belongs to exactly one organization; API tokens are per user (DRF authtoken)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="members")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}"
+
+
+class Runtime(models.TextChoices):
+    ISOLATED = "isolated", "Isolated (child process)"
+    INLINE = "inline", "Inline (in the worker)"
+
+
+class WorkflowQuerySet(models.QuerySet):
+    def alive(self) -> WorkflowQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+
+class Workflow(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="workflows")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    trigger_type = models.CharField(max_length=16, choices=TriggerType.choices, default=TriggerType.MANUAL)
+    trigger_config = models.JSONField(default=dict, blank=True)
+    definition = models.JSONField(default=dict)
+    version = models.PositiveIntegerField(default=1)
+    runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True, help_text="0 or empty: no limit")
+    deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WorkflowQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "name"], name="workflow_org_name_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """Validate the definition on every save and keep a version per change."""
+        from executions.definitions import validate_definition
+
+        validate_definition(self.definition)
+        if self.pk is not None:
+            previous = Workflow.objects.filter(pk=self.pk).values_list("definition", flat=True).first()
+            if previous is not None and previous != self.definition:
+                self.version += 1
+        super().save(*args, **kwargs)
+        WorkflowVersion.objects.get_or_create(
+            workflow=self, version=self.version, defaults={"definition": self.definition}
+        )
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from executions.definitions import validate_definition
+        from executions.errors import InvalidDefinition
+
+        try:
+            validate_definition(self.definition)
+        except InvalidDefinition as exc:
+            raise ValidationError({"definition": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
+
+    @property
+    def is_runnable(self) -> bool:
+        return self.enabled and self.deleted_at is None
+
+
+class WorkflowVersion(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    definition = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workflow", "version"], name="workflow_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} v{self.version}"
+
+
+class Execution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="executions")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="executions")
+    workflow_version = models.PositiveIntegerField(default=1)
+    trigger_type = models.CharField(max_length=16, choices=TriggerType.choices)
+    dispatch_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING)
+    # Who wrote the current status (the reaper's writes are the only ones a claim heals).
+    status_actor = models.CharField(max_length=16, choices=Actor.choices, blank=True, default="")
+    error_type = models.CharField(max_length=16, choices=ErrorType.choices, blank=True, default="")
+    error_category = models.CharField(max_length=32, choices=ErrorCategory.choices, blank=True, default="")
+    error_code = models.CharField(max_length=16, choices=CODE_CHOICES, blank=True, default="")
+    error_message = models.TextField(blank=True, default="", help_text="internal; never shown to customers")
+    classifier_rule = models.CharField(max_length=64, blank=True, default="")
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
+    claim_token = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    steps_total = models.PositiveIntegerField(default=0)
+    steps_started = models.PositiveIntegerField(default=0)
+    steps_succeeded = models.PositiveIntegerField(default=0)
+    steps_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The reaper's scan: only in-progress rows, tiny however large the table.
+            models.Index(
+                fields=["status", "queued_at"],
+                name="exec_in_progress_idx",
+                condition=Q(status__in=sorted(IN_PROGRESS)),
+            ),
+            models.Index(fields=["status", "-created_at"], name="exec_status_created_idx"),
+            models.Index(fields=["workflow", "-created_at"], name="exec_workflow_created_idx"),
+            models.Index(fields=["workflow", "status", "-created_at"], name="exec_wf_status_created_idx"),
+            models.Index(fields=["organization", "-created_at"], name="exec_org_created_idx"),
+            models.Index(fields=["organization", "status", "-created_at"], name="exec_org_status_created_idx"),
+            models.Index(fields=["-created_at"], name="exec_created_idx"),
+            models.Index(fields=["error_code", "-created_at"], name="exec_code_created_idx"),
+            models.Index(fields=["finished_at", "status", "error_type"], name="exec_finished_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        from executions.statuses import TERMINAL
+
+        return self.status in TERMINAL
+
+    @property
+    def customer_message(self) -> str:
+        from executions.catalogue import customer_message
+
+        return customer_message(
+            status=self.status,
+            error_type=self.error_type,
+            error_code=self.error_code,
+            error_message=self.error_message,
+        )
+
+    @property
+    def safe_to_rerun(self) -> bool:
+        from executions.catalogue import safe_to_rerun
+
+        return safe_to_rerun(error_type=self.error_type, error_code=self.error_code)
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    ERROR = "error", "Error"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Step(models.Model):
+    """One row per executed step, written when the step starts (DESIGN.md §2)."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    step_id = models.CharField(max_length=100)
+    action = models.CharField(max_length=100)
+    position = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.RUNNING)
+    claim_token = models.UUIDField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error_type = models.CharField(max_length=16, choices=ErrorType.choices, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["position", "started_at"]
+        indexes = [models.Index(fields=["execution", "position"], name="step_execution_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.step_id} ({self.status})"
+
+
+class Transition(models.Model):
+    """Append-only audit trail of every status move."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, choices=ExecutionStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    actor = models.CharField(max_length=16, choices=Actor.choices)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    error_code = models.CharField(max_length=16, blank=True, default="")
+    move = models.CharField(max_length=32, blank=True, default="")
+    claim_token = models.UUIDField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["execution", "at"], name="transition_execution_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status} ({self.actor})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise RuntimeError("the transition log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("the transition log is append-only (retention deletes in bulk)")
+
+
+class OrganizationSecret(models.Model):
+    """A secret a workflow references as {{ secrets.NAME }}; encrypted at rest."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    ciphertext = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="secret_org_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.name}"
+
+    def set_value(self, plaintext: str) -> None:
+        from executions.secrets import encrypt
+
+        self.ciphertext = encrypt(plaintext)
+
+    def get_value(self) -> str:
+        from executions.secrets import decrypt
+
+        return decrypt(self.ciphertext)

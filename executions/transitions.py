@@ -1,0 +1,388 @@
+"""The one function that writes a run's status.
+
+Every status write is a compare-and-swap (`UPDATE ... WHERE id = %s AND status = %s AND
+<move condition>`): the row count says who won. A loser is logged and counted, never
+overwritten. The allowed moves are one table, `MOVES`; every win appends a row to the
+transition log in the same transaction.
+
+A terminal status is final except for three moves (DESIGN.md §2), all in the table:
+healing a P-0005 run whose message arrived after all, healing a reaped P-0003/E-0001 run
+whose own claim later committed success, and an operator's reclassification.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from executions import metrics
+from executions.catalogue import HEALABLE_TO_RUNNING, HEALABLE_TO_SUCCESS
+from executions.classifier import Classification
+from executions.models import Execution, Step, StepStatus, Transition
+from executions.statuses import (
+    ALL_STATUSES,
+    TERMINAL,
+    Actor,
+    ExecutionStatus,
+    status_for_error_type,
+)
+
+logger = logging.getLogger("conveyor.transitions")
+S = ExecutionStatus
+A = Actor
+
+
+@dataclass(frozen=True)
+class MoveContext:
+    actor: str
+    claim_token: uuid.UUID | None
+
+
+def _no_rerun_child() -> Q:
+    return ~Q(Exists(Execution.objects.filter(rerun_of=OuterRef("pk"))))
+
+
+def _late_message_heal(ctx: MoveContext) -> Q:
+    return Q(error_code__in=sorted(HEALABLE_TO_RUNNING)) & _no_rerun_child()
+
+
+def _late_success_heal(ctx: MoveContext) -> Q:
+    if ctx.claim_token is None:
+        return Q(pk__in=[])  # never: only the very claim the reaper gave up on may heal
+    return (
+        Q(error_code__in=sorted(HEALABLE_TO_SUCCESS), status_actor=A.REAPER, claim_token=ctx.claim_token)
+        & _no_rerun_child()
+    )
+
+
+def _own_claim(ctx: MoveContext) -> Q:
+    # The supervisor finishing a run must hold its claim; the reaper and an operator act
+    # on whatever claim is current.
+    if ctx.actor in (A.RUNTIME, A.CONSUMER) and ctx.claim_token is not None:
+        return Q(claim_token=ctx.claim_token)
+    return Q()
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    from_status: str
+    to_status: str
+    actors: frozenset[str]
+    condition: Callable[[MoveContext], Q] = field(default=lambda ctx: Q())
+
+    @property
+    def leaves_terminal(self) -> bool:
+        return self.from_status in TERMINAL
+
+
+def _m(
+    name: str, frm: str, to: str, actors: Iterable[str], condition: Callable[[MoveContext], Q] | None = None
+) -> Move:
+    return Move(name, frm, to, frozenset(actors), condition or (lambda ctx: Q()))
+
+
+# The table of allowed moves. Order matters where two moves reach the same status: the
+# ordinary move is tried before a heal.
+MOVES: tuple[Move, ...] = (
+    _m("claim", S.PENDING, S.RUNNING, [A.CONSUMER]),
+    _m("heal-late-message", S.SYSTEM_ERROR, S.RUNNING, [A.CONSUMER], _late_message_heal),
+    _m("skip", S.PENDING, S.SKIPPED, [A.CONSUMER]),
+    _m("fail-before-start", S.PENDING, S.SYSTEM_ERROR, [A.PRODUCER, A.CONSUMER, A.REAPER]),
+    _m("cancel", S.PENDING, S.CANCELLED, [A.API, A.OPERATOR]),
+    _m("complete", S.RUNNING, S.SUCCESS, [A.RUNTIME, A.CONSUMER], _own_claim),
+    _m("fail", S.RUNNING, S.ERROR, [A.RUNTIME, A.CONSUMER], _own_claim),
+    _m("fail", S.RUNNING, S.SYSTEM_ERROR, [A.RUNTIME, A.CONSUMER, A.REAPER], _own_claim),
+    _m("cancel", S.RUNNING, S.CANCELLED, [A.API, A.OPERATOR]),
+    _m("heal-late-success", S.SYSTEM_ERROR, S.SUCCESS, [A.RUNTIME, A.CONSUMER], _late_success_heal),
+    _m("reclassify", S.ERROR, S.SYSTEM_ERROR, [A.OPERATOR]),
+    _m("reclassify", S.SYSTEM_ERROR, S.ERROR, [A.OPERATOR]),
+    _m("reclassify", S.ERROR, S.ERROR, [A.OPERATOR]),
+    _m("reclassify", S.SYSTEM_ERROR, S.SYSTEM_ERROR, [A.OPERATOR]),
+)
+SELF_HEALS = frozenset({"heal-late-message", "heal-late-success"})
+
+
+def allowed_moves(to_status: str, actor: str) -> list[Move]:
+    return [m for m in MOVES if m.to_status == to_status and actor in m.actors]
+
+
+def is_allowed(from_status: str, to_status: str, actor: str) -> bool:
+    return any(m.from_status == from_status for m in allowed_moves(to_status, actor))
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    won: bool
+    execution_id: uuid.UUID
+    to_status: str
+    from_status: str | None = None
+    move: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.won
+
+
+class TransitionRefused(ValueError):
+    """The call itself is malformed (no move in the table could ever apply)."""
+
+
+def transition(
+    execution_id: uuid.UUID | str,
+    to_status: str,
+    *,
+    actor: str,
+    expected: Iterable[str] | None = None,
+    classification: Classification | None = None,
+    reason: str = "",
+    claim_token: uuid.UUID | None = None,
+    condition: Q | None = None,
+    values: dict | None = None,
+    now: datetime | None = None,
+) -> TransitionResult:
+    """Move a run to `to_status` if, and only if, its current status allows it.
+
+    `expected` narrows the from-statuses tried; `claim_token` is the caller's claim (the
+    supervisor's own, or the token a heal must match); `condition` adds a predicate the
+    row must satisfy in the same UPDATE (the reaper's "no step started"); `values` are
+    extra columns written with the status (a claim's fresh token, started_at...).
+    """
+    if to_status not in ALL_STATUSES:
+        raise TransitionRefused(f"unknown status {to_status!r}")
+    if actor not in A.values:
+        raise TransitionRefused(f"unknown actor {actor!r}")
+    if classification is not None and status_for_error_type(classification.error_type) != to_status:
+        raise TransitionRefused(
+            f"{classification.error_type} error must end as {status_for_error_type(classification.error_type)}, "
+            f"not {to_status} (the single rule)"
+        )
+    if to_status in (S.ERROR, S.SYSTEM_ERROR) and classification is None:
+        raise TransitionRefused(f"a move to {to_status} needs a classification")
+    moves = allowed_moves(to_status, actor)
+    if expected is not None:
+        wanted = set(expected)
+        moves = [m for m in moves if m.from_status in wanted]
+    if not moves:
+        raise TransitionRefused(f"no move to {to_status} for actor {actor} from {sorted(expected or [])}")
+    if any(m.name == "reclassify" for m in moves) and not reason:
+        raise TransitionRefused("an operator's reclassification needs a reason")
+
+    now = now or timezone.now()
+    ctx = MoveContext(actor=actor, claim_token=claim_token)
+    update = {"status": to_status, "status_actor": actor}
+    if classification is not None:
+        update.update(
+            error_type=classification.error_type,
+            error_category=classification.category,
+            error_code=classification.code,
+            error_message=classification.message[:10_000],
+            classifier_rule=classification.rule,
+        )
+    elif to_status in (S.SUCCESS, S.RUNNING, S.CANCELLED, S.SKIPPED):
+        update.update(error_type="", error_category="", error_code="", error_message="", classifier_rule="")
+    if to_status in TERMINAL:
+        update["finished_at"] = now
+    update.update(values or {})
+
+    with transaction.atomic():
+        for move in moves:
+            where = Q(pk=execution_id, status=move.from_status) & move.condition(ctx)
+            if condition is not None:
+                where &= condition
+            rows = Execution.objects.filter(where).update(**update)
+            if rows:
+                _record(execution_id, move, actor, reason, classification, claim_token, now, to_status)
+                return TransitionResult(True, _as_uuid(execution_id), to_status, move.from_status, move.name)
+    metrics.TRANSITION_CONFLICTS.labels(to_status=to_status, actor=actor).inc()
+    logger.info(
+        "transition lost",
+        extra={"event": "transition_lost", "execution_id": str(execution_id), "to_status": to_status, "actor": actor},
+    )
+    return TransitionResult(False, _as_uuid(execution_id), to_status)
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _record(
+    execution_id: uuid.UUID | str,
+    move: Move,
+    actor: str,
+    reason: str,
+    classification: Classification | None,
+    claim_token: uuid.UUID | None,
+    now: datetime,
+    to_status: str,
+) -> None:
+    if to_status in TERMINAL:
+        # Duration in a second statement: portable across SQLite and PostgreSQL.
+        started = Execution.objects.filter(pk=execution_id).values_list("started_at", "created_at").first()
+        if started:
+            origin = started[0] or started[1]
+            Execution.objects.filter(pk=execution_id).update(
+                duration_ms=max(0, int((now - origin).total_seconds() * 1000))
+            )
+    code = classification.code if classification else ""
+    Transition.objects.create(
+        execution_id=execution_id,
+        from_status=move.from_status,
+        to_status=to_status,
+        actor=actor,
+        reason=(reason or (classification.message if classification else ""))[:500],
+        error_code=code,
+        move=move.name,
+        claim_token=claim_token,
+        at=now,
+    )
+    metrics.TRANSITIONS.labels(from_status=move.from_status, to_status=to_status).inc()
+    if move.name in SELF_HEALS:
+        metrics.SELF_HEALS.labels(move=move.name).inc()
+    row = Execution.objects.filter(pk=execution_id).values("workflow_id", "organization_id").first() or {}
+    logger.info(
+        "transition %s -> %s",
+        move.from_status,
+        to_status,
+        extra={
+            "event": "transition",
+            "execution_id": str(execution_id),
+            "workflow_id": row.get("workflow_id"),
+            "organization_id": row.get("organization_id"),
+            "from_status": move.from_status,
+            "status": to_status,
+            "move": move.name,
+            "actor": actor,
+            "error_type": classification.error_type if classification else "",
+            "error_category": classification.category if classification else "",
+            "error_code": code,
+        },
+    )
+
+
+def fail(
+    execution_id: uuid.UUID | str,
+    classification: Classification,
+    *,
+    actor: str,
+    expected: Iterable[str] | None = None,
+    claim_token: uuid.UUID | None = None,
+    condition: Q | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> TransitionResult:
+    """Finish a run with a failure; its status follows the single rule."""
+    return transition(
+        execution_id,
+        status_for_error_type(classification.error_type),
+        actor=actor,
+        expected=expected,
+        classification=classification,
+        claim_token=claim_token,
+        condition=condition,
+        reason=reason,
+        now=now,
+    )
+
+
+def reclassify(
+    execution_id: uuid.UUID | str, classification: Classification, *, reason: str, operator: str = ""
+) -> TransitionResult:
+    """An operator's override: type, category and code change, the status follows."""
+    who = f"{operator}: " if operator else ""
+    return fail(
+        execution_id,
+        classification,
+        actor=A.OPERATOR,
+        expected=(S.ERROR, S.SYSTEM_ERROR),
+        reason=f"{who}{reason}",
+    )
+
+
+def no_step_started() -> Q:
+    return ~Q(Exists(Step.objects.filter(execution=OuterRef("pk"))))
+
+
+def some_step_started() -> Q:
+    return Q(Exists(Step.objects.filter(execution=OuterRef("pk"))))
+
+
+def _may_run_steps(claim_token: uuid.UUID) -> Q:
+    """A step may start only under the supervisor's claim: while the run is running, or
+    while it is a reaped P-0003/E-0001 that this same claim may still heal."""
+    return Q(claim_token=claim_token) & (
+        Q(status=S.RUNNING)
+        | (
+            Q(status=S.SYSTEM_ERROR, status_actor=A.REAPER, error_code__in=sorted(HEALABLE_TO_SUCCESS))
+            & _no_rerun_child()
+        )
+    )
+
+
+def start_step(
+    execution_id: uuid.UUID | str,
+    claim_token: uuid.UUID,
+    *,
+    step_id: str,
+    action: str,
+    position: int,
+    now: datetime | None = None,
+) -> Step | None:
+    """Record a step as started, or refuse (None) when the claim no longer owns the run.
+
+    The UPDATE both checks the rule and locks the run's row until commit, and it
+    refreshes heartbeat_at: a reaper's concurrent P-0001 CAS ("stale and no step") either
+    ran first (and this refuses) or re-checks a fresh heartbeat and does nothing.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = (
+            Execution.objects.filter(pk=execution_id)
+            .filter(_may_run_steps(claim_token))
+            .update(heartbeat_at=now, steps_started=F("steps_started") + 1)
+        )
+        if not rows:
+            metrics.STEPS_REFUSED.inc()
+            return None
+        return Step.objects.create(
+            execution_id=execution_id,
+            step_id=step_id,
+            action=action,
+            position=position,
+            status=StepStatus.RUNNING,
+            claim_token=claim_token,
+            started_at=now,
+        )
+
+
+def finish_step(
+    step: Step,
+    *,
+    status: str,
+    output: object = None,
+    error_type: str = "",
+    error_message: str = "",
+    now: datetime | None = None,
+) -> None:
+    now = now or timezone.now()
+    Step.objects.filter(pk=step.pk).update(
+        status=status, output=output, error_type=error_type, error_message=error_message[:10_000], finished_at=now
+    )
+    counter = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}.get(status)
+    if counter:
+        Execution.objects.filter(pk=step.execution_id).update(**{counter: F(counter) + 1})
+
+
+def touch_heartbeat(execution_id: uuid.UUID | str, claim_token: uuid.UUID, now: datetime | None = None) -> bool:
+    """Refresh heartbeat_at for the supervisor's own claim; False once it lost the run."""
+    return bool(
+        Execution.objects.filter(pk=execution_id, claim_token=claim_token)
+        .filter(_may_run_steps(claim_token))
+        .update(heartbeat_at=now or timezone.now())
+    )

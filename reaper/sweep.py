@@ -1,0 +1,161 @@
+"""The reaper: ages runs the pipeline lost (DESIGN.md §4).
+
+- pending, queued_at past the start threshold → P-0005 (never received)
+- running past its deadline → E-0001
+- running with a stale heartbeat → P-0001 if no step exists (checked in the same CAS),
+  else P-0003 (worker lost)
+
+It scans in batches through the in-progress index, handles each run in its own
+try/except, re-reads before acting (the staleness test is part of the CAS itself), and
+writes through the transition function. One sweep at a time, through a lease row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from executions import metrics
+from executions.classifier import system_fault
+from executions.models import Execution
+from executions.statuses import Actor, ExecutionStatus
+from executions.transitions import fail, no_step_started, some_step_started
+from reaper import lease
+
+logger = logging.getLogger("conveyor.reaper")
+S = ExecutionStatus
+LEASE_NAME = "reaper"
+MAX_BATCHES_PER_PASS = 20
+
+
+@dataclass
+class SweepReport:
+    acquired: bool = True
+    reaped: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+    def count(self, code: str) -> None:
+        self.reaped[code] = self.reaped.get(code, 0) + 1
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def run_sweep(now: datetime | None = None) -> SweepReport:
+    """Take the lease and sweep; a second concurrent caller does nothing."""
+    holder = _holder()
+    if not lease.acquire(LEASE_NAME, holder, settings.REAPER_LEASE_S):
+        metrics.REAPER_SWEEPS.labels(outcome="lease_held").inc()
+        return SweepReport(acquired=False)
+    try:
+        report = sweep(now)
+        metrics.REAPER_SWEEPS.labels(outcome="done").inc()
+        return report
+    finally:
+        lease.release(LEASE_NAME, holder)
+
+
+def sweep(now: datetime | None = None, batch_size: int | None = None) -> SweepReport:
+    now = now or timezone.now()
+    batch_size = batch_size or settings.REAPER_BATCH_SIZE
+    report = SweepReport()
+    start_cutoff = now - timedelta(seconds=settings.START_THRESHOLD_S)
+    stale_cutoff = now - timedelta(seconds=settings.STALE_AFTER_S)
+
+    never_received = Q(status=S.PENDING, queued_at__lt=start_cutoff)
+    _pass(report, never_received, "queued_at", batch_size, lambda pk: _reap_pending(pk, never_received, now))
+
+    past_deadline = Q(status=S.RUNNING, deadline_at__lt=now)
+    _pass(report, past_deadline, "deadline_at", batch_size, lambda pk: _reap_deadline(pk, past_deadline, now))
+
+    stale = Q(status=S.RUNNING, heartbeat_at__lt=stale_cutoff)
+    _pass(report, stale, "heartbeat_at", batch_size, lambda pk: _reap_stale(pk, stale, now))
+    return report
+
+
+def _pass(report: SweepReport, where: Q, order: str, batch_size: int, reap) -> None:
+    last_seen: list = []
+    for _ in range(MAX_BATCHES_PER_PASS):
+        ids = list(
+            Execution.objects.filter(where)
+            .exclude(pk__in=last_seen)
+            .order_by(order)
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return
+        for pk in ids:
+            try:
+                code = reap(pk)
+                if code:
+                    report.count(code)
+                    metrics.REAPED.labels(code=code).inc()
+            except Exception:
+                report.errors += 1
+                logger.exception("reaper could not handle a run", extra={"execution_id": str(pk)})
+        # Runs that could not be moved (a CAS lost, an error) are not retried this pass.
+        last_seen.extend(ids)
+        if len(ids) < batch_size:
+            return
+
+
+def _reap_pending(pk, where: Q, now: datetime) -> str | None:
+    minutes = settings.START_THRESHOLD_S / 60
+    result = fail(
+        pk,
+        system_fault(
+            "P-0005", f"pending for more than {minutes:g} min: the queue message never reached a worker", rule="reaper"
+        ),
+        actor=Actor.REAPER,
+        expected=[S.PENDING],
+        condition=where,
+        now=now,
+    )
+    return "P-0005" if result.won else None
+
+
+def _reap_deadline(pk, where: Q, now: datetime) -> str | None:
+    result = fail(
+        pk,
+        system_fault("E-0001", "run passed its deadline", rule="reaper"),
+        actor=Actor.REAPER,
+        expected=[S.RUNNING],
+        condition=where,
+        now=now,
+    )
+    return "E-0001" if result.won else None
+
+
+def _reap_stale(pk, where: Q, now: datetime) -> str | None:
+    row = Execution.objects.filter(pk=pk).values("heartbeat_at", "worker").first()
+    if row is None:
+        return None
+    detail = f"no heartbeat since {row['heartbeat_at']:%Y-%m-%dT%H:%M:%S%z} (worker {row['worker'] or 'unknown'})"
+    result = fail(
+        pk,
+        system_fault("P-0001", f"claimed, then lost before its first step: {detail}", rule="reaper"),
+        actor=Actor.REAPER,
+        expected=[S.RUNNING],
+        condition=where & no_step_started(),
+        now=now,
+    )
+    if result.won:
+        return "P-0001"
+    result = fail(
+        pk,
+        system_fault("P-0003", f"worker lost: {detail}", rule="reaper"),
+        actor=Actor.REAPER,
+        expected=[S.RUNNING],
+        condition=where & some_step_started(),
+        now=now,
+    )
+    return "P-0003" if result.won else None

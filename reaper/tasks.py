@@ -1,0 +1,11 @@
+from celery import shared_task
+
+from executions.tasks import ConveyorTask
+
+
+@shared_task(base=ConveyorTask, name="reaper.tasks.sweep")
+def sweep() -> dict:
+    from reaper.sweep import run_sweep
+
+    report = run_sweep()
+    return {"acquired": report.acquired, "reaped": report.reaped, "errors": report.errors}
