@@ -18,11 +18,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CONVEYOR_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# The embedded platform (README's first command): SQLite, moto, development keys.
+EMBEDDED = env_bool("CONVEYOR_EMBEDDED", False)
 # The embedded defaults (README's first command) run with a development key; a
 # deployment without DJANGO_SECRET_KEY and without DEBUG refuses to start.
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and not env_bool("CONVEYOR_EMBEDDED", False):
+    if not DEBUG and not EMBEDDED:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set unless DJANGO_DEBUG=1 or CONVEYOR_EMBEDDED=1")
     SECRET_KEY = "conveyor-embedded-development-key-not-for-production-use-0123456789"
 
@@ -245,3 +247,6 @@ LOGGING = {
 # --- Conveyor: isolated runtime -------------------------------------------------------
 RUNTIME_PYTHON = env_str("CONVEYOR_RUNTIME_PYTHON", "")  # default: the worker's own interpreter
 RUNTIME_SPAWN_TIMEOUT_S = env_float("CONVEYOR_RUNTIME_SPAWN_TIMEOUT_S", 30.0, minimum=1.0)
+
+# Test-only fault points (executions/faults.py); empty in production.
+FAULT_INJECTION = env_list("CONVEYOR_FAULT_INJECTION", [])

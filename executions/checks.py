@@ -47,7 +47,7 @@ def secret_invariants(app_configs, **kwargs):
             errors.append(
                 Error(f"CONVEYOR_SECRETS_ENCRYPTION_KEYS entry {index} is not a valid Fernet key", id="conveyor.E010")
             )
-    if not settings.DEBUG:
+    if not settings.DEBUG and not settings.EMBEDDED:
         if not settings.SECRETS_ENCRYPTION_KEYS:
             errors.append(
                 Warning(
@@ -63,6 +63,13 @@ def secret_invariants(app_configs, **kwargs):
                     id="conveyor.W012",
                 )
             )
+    from executions.faults import POINTS
+
+    unknown = set(settings.FAULT_INJECTION) - POINTS
+    if unknown:
+        errors.append(Error(f"CONVEYOR_FAULT_INJECTION names unknown points {sorted(unknown)}", id="conveyor.E014"))
+    if settings.FAULT_INJECTION and not settings.DEBUG:
+        errors.append(Warning("CONVEYOR_FAULT_INJECTION is set: runs will fail on purpose", id="conveyor.W015"))
     for module_path in settings.PYTHON_CALLABLE_ALLOWLIST:
         if "." not in module_path:
             errors.append(

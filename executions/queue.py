@@ -1,0 +1,108 @@
+"""Direct SQS access for what Celery does not do for us: the dead-letter copy, queue
+creation for the embedded platform, and queue depth for metrics.
+
+Run messages themselves go through Celery (kombu's SQS transport); both read the same
+endpoint (AWS_ENDPOINT_URL_SQS) and queue-name prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+
+import boto3
+from botocore.config import Config
+from django.conf import settings
+
+from executions import metrics
+
+logger = logging.getLogger("conveyor.queue")
+
+
+@cache
+def _client(endpoint: str, region: str, connect_timeout: float, read_timeout: float, attempts: int):
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint or None,
+        region_name=region,
+        config=Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": attempts, "mode": "standard"},
+        ),
+    )
+
+
+def client():
+    return _client(
+        settings.SQS_ENDPOINT_URL,
+        settings.AWS_REGION,
+        settings.SQS_CONNECT_TIMEOUT_S,
+        settings.SQS_READ_TIMEOUT_S,
+        settings.SQS_MAX_ATTEMPTS,
+    )
+
+
+def full_name(queue: str) -> str:
+    return f"{settings.QUEUE_PREFIX}{queue}"
+
+
+@cache
+def _queue_url(endpoint: str, name: str) -> str:
+    sqs = client()
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        return sqs.create_queue(QueueName=name)["QueueUrl"]
+
+
+def queue_url(queue: str) -> str:
+    return _queue_url(settings.SQS_ENDPOINT_URL, full_name(queue))
+
+
+def ensure_queues() -> dict[str, str]:
+    return {
+        name: queue_url(name) for name in (settings.RUNS_QUEUE, settings.MAINTENANCE_QUEUE, settings.DEAD_LETTER_QUEUE)
+    }
+
+
+def send_to_dead_letter(body: str | bytes, *, reason: str, source: str, detail: str = "") -> None:
+    """Copy a refused message to the dead-letter queue, explicitly (no RedrivePolicy is
+    relied on: a message acknowledged on acceptance would never reach one)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    client().send_message(
+        QueueUrl=queue_url(settings.DEAD_LETTER_QUEUE),
+        MessageBody=body or "<empty>",
+        MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": reason},
+            "source": {"DataType": "String", "StringValue": source},
+            "detail": {"DataType": "String", "StringValue": (detail or "-")[:1000]},
+        },
+    )
+    metrics.DEAD_LETTERED.labels(reason=reason).inc()
+    logger.warning(
+        "message dead-lettered",
+        extra={"event": "dead_lettered", "reason": reason, "source": source, "detail": detail[:500]},
+    )
+
+
+def dead_letter_safely(body: object, *, reason: str, source: str, detail: str = "") -> bool:
+    """Dead-letter, and never raise: called from places (signal handlers, the consumer's
+    decode path) where an exception would make Celery redeliver or crash the consumer."""
+    try:
+        text = body if isinstance(body, str | bytes) else json.dumps(body, default=str)
+        send_to_dead_letter(text, reason=reason, source=source, detail=detail)
+        return True
+    except Exception:
+        logger.exception("could not copy a refused message to the dead-letter queue", extra={"reason": reason})
+        return False
+
+
+def depth(queue: str) -> int:
+    attributes = client().get_queue_attributes(
+        QueueUrl=queue_url(queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", 0))

@@ -1,0 +1,179 @@
+"""What both runtimes share: loading what a run needs, recording its steps, and writing
+its outcome (success, classified failure, runtime failure) through the transition
+function. Only the supervising process (the worker's pool process) calls these."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Q
+from django.utils import timezone
+
+from executions import metrics
+from executions.classifier import Classification, system_fault
+from executions.models import Execution, Step, StepStatus, WorkflowVersion
+from executions.secrets import load_organization_secrets
+from executions.statuses import Actor, ExecutionStatus
+from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
+
+logger = logging.getLogger("conveyor.runtime")
+S = ExecutionStatus
+T = TypeVar("T")
+
+
+def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `fn`; if the database connection broke (terminated backend, failover), open a
+    new connection and try once more. A run survives a dropped connection; a database
+    that stays down surfaces as C-0002 through the classifier."""
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        logger.warning("database connection lost; reconnecting", exc_info=True)
+        connection.close()
+        return fn(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run this process owns under `claim_token`."""
+
+    execution_id: uuid.UUID
+    claim_token: uuid.UUID
+    workflow_id: int
+    organization_id: int
+    definition: dict
+    input: dict
+    deadline_seconds: float
+
+
+def load_claimed(execution: Execution, claim_token: uuid.UUID) -> Claimed:
+    version = (
+        WorkflowVersion.objects.filter(workflow_id=execution.workflow_id, version=execution.workflow_version)
+        .values_list("definition", flat=True)
+        .first()
+    )
+    definition = version if version is not None else execution.workflow.definition
+    remaining = (execution.deadline_at - timezone.now()).total_seconds() if execution.deadline_at else 3600.0
+    return Claimed(
+        execution_id=execution.id,
+        claim_token=claim_token,
+        workflow_id=execution.workflow_id,
+        organization_id=execution.organization_id,
+        definition=definition,
+        input=execution.input or {},
+        deadline_seconds=max(0.0, remaining),
+    )
+
+
+def load_secrets(claimed: Claimed) -> dict[str, str]:
+    return load_organization_secrets(claimed.organization_id)
+
+
+class DatabaseStepRecorder:
+    """Writes step rows under the supervisor's claim (the step-start rule)."""
+
+    def __init__(self, claimed: Claimed):
+        self.claimed = claimed
+        self.steps: dict[str, Step] = {}
+
+    def start_step(self, step_id: str, action: str, position: int) -> bool:
+        step = with_db_retry(
+            start_step,
+            self.claimed.execution_id,
+            self.claimed.claim_token,
+            step_id=step_id,
+            action=action,
+            position=position,
+        )
+        if step is None:
+            return False
+        self.steps[step_id] = step
+        return True
+
+    def finish_step(
+        self, step_id: str, *, status: str, output: Any = None, error_type: str = "", error_message: str = ""
+    ) -> None:
+        step = self.steps.get(step_id)
+        if step is not None:
+            with_db_retry(
+                finish_step, step, status=status, output=output, error_type=error_type, error_message=error_message
+            )
+
+
+def complete(claimed: Claimed, output: Any) -> bool:
+    result = with_db_retry(
+        transition,
+        claimed.execution_id,
+        S.SUCCESS,
+        actor=Actor.RUNTIME,
+        expected=[S.RUNNING, S.SYSTEM_ERROR],
+        claim_token=claimed.claim_token,
+        values={"output": output},
+    )
+    if not result.won:
+        metrics.LATE_RESULTS_DISCARDED.labels(outcome="success").inc()
+        logger.warning(
+            "late success discarded", extra={"event": "late_result", "execution_id": str(claimed.execution_id)}
+        )
+    _observe_duration(claimed.execution_id)
+    return result.won
+
+
+def record_failure(claimed: Claimed, classification: Classification, *, condition: Q | None = None) -> bool:
+    result = with_db_retry(
+        fail,
+        claimed.execution_id,
+        classification,
+        actor=Actor.RUNTIME,
+        expected=[S.RUNNING],
+        claim_token=claimed.claim_token,
+        condition=condition,
+    )
+    if result.won:
+        metrics.CLASSIFIED.labels(rule=classification.rule, error_type=classification.error_type).inc()
+        if classification.code == "C-0001":
+            metrics.UNCLASSIFIED.labels(rule=classification.rule).inc()
+    else:
+        metrics.LATE_RESULTS_DISCARDED.labels(outcome=classification.error_type).inc()
+        logger.warning(
+            "late failure discarded",
+            extra={
+                "event": "late_result",
+                "execution_id": str(claimed.execution_id),
+                "error_code": classification.code,
+            },
+        )
+    _observe_duration(claimed.execution_id)
+    return result.won
+
+
+def record_shutdown(claimed: Claimed) -> bool:
+    """The worker is shutting down and its grace period is over: write the run now,
+    P-0001 if no step started (safe to re-run), else P-0003 "worker shut down"."""
+    if record_failure(
+        claimed,
+        system_fault("P-0001", "worker shut down before the first step", rule="shutdown"),
+        condition=no_step_started(),
+    ):
+        return True
+    return record_failure(
+        claimed, system_fault("P-0003", "worker shut down", rule="shutdown"), condition=some_step_started()
+    )
+
+
+def _observe_duration(execution_id: uuid.UUID) -> None:
+    row = Execution.objects.filter(pk=execution_id).values("status", "error_type", "duration_ms").first()
+    if row and row["duration_ms"] is not None and row["status"] in (S.SUCCESS, S.ERROR, S.SYSTEM_ERROR):
+        metrics.EXECUTION_DURATION.labels(status=row["status"], error_type=row["error_type"] or "none").observe(
+            row["duration_ms"] / 1000
+        )
+
+
+STEP_STATUSES = {s.value for s in StepStatus}
