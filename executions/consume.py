@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import uuid
 from datetime import timedelta
@@ -102,7 +103,7 @@ def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
                 "started_at": now,
                 "heartbeat_at": now,
                 "deadline_at": now + deadline,
-                "worker": hostname or socket.gethostname(),
+                "worker": f"{hostname or socket.gethostname()} pid={os.getpid()}",
             },
             now=now,
         )

@@ -35,6 +35,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 
 from executions.classifier import ORIGIN_PLATFORM, Classification, classify, system_fault
 from executions.errors import RunDeadlineExceeded, RuntimeSpawnError
@@ -68,9 +70,22 @@ class _ShutdownFlag:
         self.requested = False
 
 
+def _pool_termination_signals() -> set[int]:
+    """The signals that end a pool process: SIGTERM, or whatever billiard terminates its
+    children with (SIGQUIT when REMAP_SIGTERM=SIGQUIT, as the soft shutdown wants)."""
+    signals = {signal.SIGTERM}
+    try:
+        from billiard.common import TERM_SIGNAL
+
+        signals.add(TERM_SIGNAL)
+    except ImportError:  # pragma: no cover
+        pass
+    return signals
+
+
 @contextlib.contextmanager
 def _on_sigterm(flag: _ShutdownFlag, *, raise_in_main: bool) -> Iterator[None]:
-    """Catch the SIGTERM with which Celery ends its pool processes once the soft-shutdown
+    """Catch the signal with which Celery ends its pool processes once the soft-shutdown
     grace is over, so the supervisor writes the run before it goes."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -81,11 +96,12 @@ def _on_sigterm(flag: _ShutdownFlag, *, raise_in_main: bool) -> Iterator[None]:
         if raise_in_main:
             raise ShutdownRequested()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in _pool_termination_signals()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _exit_after_shutdown() -> None:
@@ -256,17 +272,13 @@ def run_isolated(claimed: Claimed) -> None:
     from executions.models import Execution
 
     Execution.objects.filter(pk=claimed.execution_id, claim_token=claimed.claim_token).update(
-        worker=f"{_hostname()} pid={os.getpid()} runtime={proc.pid}"
+        worker=Concat(F("worker"), Value(f" runtime={proc.pid}"))
     )
     try:
         _supervise(proc, claimed, payload, stderr)
     finally:
         _kill(proc)
         stderr.close()
-
-
-def _hostname() -> str:
-    return os.uname().nodename
 
 
 def _heartbeat(claimed: Claimed) -> bool:

@@ -377,6 +377,9 @@ def finish_step(
     counter = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}.get(status)
     if counter:
         Execution.objects.filter(pk=step.execution_id).update(**{counter: F(counter) + 1})
+    elif status == StepStatus.SKIPPED:
+        # A branch not taken is recorded for the run detail but was never started.
+        Execution.objects.filter(pk=step.execution_id).update(steps_started=F("steps_started") - 1)
 
 
 def touch_heartbeat(execution_id: uuid.UUID | str, claim_token: uuid.UUID, now: datetime | None = None) -> bool:

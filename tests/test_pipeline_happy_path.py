@@ -1,0 +1,36 @@
+"""A manual run goes producer → SQS → real worker → success, in both runtimes."""
+
+import pytest
+
+from executions.models import Step
+from scheduler.enqueue import enqueue
+from tests.e2e import moves, pipeline, wait_status  # noqa: F401
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.parametrize("runtime", ["isolated", "inline"])
+def test_a_manual_run_reaches_success_through_a_real_worker(pipeline, runtime):  # noqa: F811
+    pipeline.worker(concurrency=1)
+    workflow = pipeline.workflow(
+        {
+            "steps": [
+                {"id": "add", "action": "python", "config": {
+                    "callable": "executions.actions.examples.add_numbers", "kwargs": {"a": "{{ input.a }}", "b": 2}}},
+                {"id": "shape", "action": "transform", "config": {"output": {"total": "{{ steps.add.output.sum }}"}}},
+            ]
+        },
+        runtime=runtime,
+    )  # fmt: skip
+    execution = enqueue(workflow, trigger_type="manual", input={"a": 40}).execution
+
+    execution = wait_status(execution.pk)
+    assert execution.status == "success", execution.error_message
+    assert execution.output["result"] == {"total": 42}
+    assert list(Step.objects.filter(execution=execution).values_list("step_id", "status")) == [
+        ("add", "success"),
+        ("shape", "success"),
+    ]
+    assert moves(execution) == ["create", "claim", "complete"]
+    assert pipeline.metric("conveyor_claims_total", outcome="claimed") == 1
+    assert pipeline.metric("conveyor_transitions_total", from_status="running", to_status="success") == 1

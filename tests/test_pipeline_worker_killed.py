@@ -1,0 +1,84 @@
+"""Killing the worker: the run is reaped, its runtime child is gone, nothing finishes unseen."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from executions.models import Step
+from scheduler.enqueue import enqueue
+from tests.e2e import (  # noqa: F401
+    pipeline,
+    process_gone,
+    running_with_step,
+    sleeping,
+    supervisor_pids,
+    wait_for,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+SLOW_START = str(Path(__file__).parent / "bin" / "slow-start-python")
+
+
+def _assert_worker_lost(execution_id, runtime_pid):
+    execution = wait_status(execution_id, {"system_error"}, timeout=20)
+    assert (execution.error_type, execution.error_category, execution.error_code) == (
+        "system",
+        "infrastructure",
+        "P-0003",
+    )
+    assert "may have partly run" in execution.customer_message and not execution.safe_to_rerun
+    assert "worker lost" in execution.error_message
+    assert wait_for(lambda: process_gone(runtime_pid), timeout=5), "the runtime child outlived its supervisor"
+    # The step never finished: nothing completed unseen after the kill.
+    time.sleep(1.5)
+    assert Step.objects.get(execution_id=execution_id).status == "running"
+    return execution
+
+
+def test_sigkill_of_the_supervising_pool_process_mid_step_is_reaped_as_p0003(pipeline):  # noqa: F811
+    pipeline.worker()
+    pipeline.reaper()
+    execution = enqueue(pipeline.workflow(sleeping(1.0, steps=3)), trigger_type="manual").execution
+    wait_for(lambda: running_with_step(execution.pk), timeout=20)
+    pool_pid, runtime_pid = supervisor_pids(execution.pk)
+
+    os.kill(pool_pid, signal.SIGKILL)
+
+    _assert_worker_lost(execution.pk, runtime_pid)
+    assert pipeline.metric("conveyor_reaped_total", code="P-0003") == 1
+
+
+def test_sigkill_of_the_workers_main_process_mid_step_is_reaped_as_p0003(pipeline):  # noqa: F811
+    worker = pipeline.worker()
+    pipeline.reaper()
+    execution = enqueue(pipeline.workflow(sleeping(1.0, steps=3)), trigger_type="manual").execution
+    wait_for(lambda: running_with_step(execution.pk), timeout=20)
+    pool_pid, runtime_pid = supervisor_pids(execution.pk)
+
+    worker.kill()
+
+    _assert_worker_lost(execution.pk, runtime_pid)
+    assert process_gone(pool_pid)
+
+
+def test_killed_before_its_first_step_is_p0001_and_safe_to_rerun(pipeline):  # noqa: F811
+    pipeline.worker(
+        CONVEYOR_RUNTIME_PYTHON=SLOW_START, CONVEYOR_TEST_REAL_PYTHON=sys.executable, CONVEYOR_TEST_SLOW_START_S=30
+    )
+    pipeline.reaper()
+    execution = enqueue(pipeline.workflow(sleeping(0.1)), trigger_type="manual").execution
+    wait_for(lambda: "runtime=" in type(execution).objects.get(pk=execution.pk).worker, timeout=20)
+    pool_pid, runtime_pid = supervisor_pids(execution.pk)
+
+    os.kill(pool_pid, signal.SIGKILL)
+
+    reaped = wait_status(execution.pk, {"system_error"}, timeout=20)
+    assert (reaped.error_code, reaped.error_category) == ("P-0001", "infrastructure")
+    assert reaped.safe_to_rerun and "safe to re-run" in reaped.customer_message
+    assert not Step.objects.filter(execution_id=execution.pk).exists()
+    assert wait_for(lambda: process_gone(runtime_pid), timeout=5)
