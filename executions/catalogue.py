@@ -227,6 +227,7 @@ PRODUCER_CODES: dict[str, str] = {
     "event": "ES-0001",
     "manual": "MS-0001",
     "rerun": "MS-0001",
+    "retry": "MS-0001",
 }
 # Codes the reaper writes that the run's own claim may still heal (DESIGN.md §2).
 HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({"P-0003", "E-0001"})

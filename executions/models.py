@@ -56,6 +56,9 @@ class Workflow(models.Model):
     runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True, help_text="0 or empty: no limit")
     deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Automatic re-run of system errors that provably did no work (off by default).
+    system_retry_max_attempts = models.PositiveIntegerField(default=0, help_text="0: never retry automatically")
+    system_retry_backoff_seconds = models.PositiveIntegerField(default=30)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -31,6 +31,7 @@ class TriggerType(models.TextChoices):
     EVENT = "event", "Event"
     MANUAL = "manual", "Manual"
     RERUN = "rerun", "Re-run"
+    RETRY = "retry", "System-error retry"
 
 
 class Actor(models.TextChoices):
