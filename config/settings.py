@@ -132,7 +132,9 @@ RUNS_QUEUE = "runs"
 MAINTENANCE_QUEUE = "maintenance"
 DEAD_LETTER_QUEUE = "dead-letter"
 SQS_WAIT_TIME_SECONDS = env_int("CONVEYOR_SQS_WAIT_TIME_SECONDS", 10, minimum=0, maximum=20)
-SQS_POLLING_INTERVAL = env_float("CONVEYOR_SQS_POLLING_INTERVAL", 1.0, minimum=0.0)
+# With long polling, a zero interval costs nothing while idle and keeps a busy pool fed
+# (measured: 4 tasks/s at 1.0 against 100+ at 0 with prefork x2).
+SQS_POLLING_INTERVAL = env_float("CONVEYOR_SQS_POLLING_INTERVAL", 0.0, minimum=0.0)
 SQS_VISIBILITY_TIMEOUT = env_int("CONVEYOR_SQS_VISIBILITY_TIMEOUT", 1800, minimum=1, maximum=43200)
 # A producer must fail fast when the queue is down: the run is resolved at once to
 # system_error with the producer's code rather than hanging a web request.
@@ -192,9 +194,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "client-config": {
         "connect_timeout": SQS_CONNECT_TIMEOUT_S,
         "read_timeout": max(SQS_READ_TIMEOUT_S, SQS_WAIT_TIME_SECONDS + 5),
-        "retries": {"max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
+        "retries": {"total_max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
     },
 }
+# A producer decides itself what a failed send means (the run becomes system_error with
+# its code at once); Celery's own publish retries would only delay that answer.
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_DEFAULT_QUEUE = RUNS_QUEUE
 CELERY_TASK_ROUTES = {
     "reaper.*": {"queue": MAINTENANCE_QUEUE},

@@ -29,7 +29,7 @@ def _client(endpoint: str, region: str, connect_timeout: float, read_timeout: fl
         config=Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": attempts, "mode": "standard"},
+            retries={"total_max_attempts": attempts, "mode": "standard"},
         ),
     )
 
@@ -54,7 +54,9 @@ def _queue_url(endpoint: str, name: str) -> str:
     try:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except sqs.exceptions.QueueDoesNotExist:
-        return sqs.create_queue(QueueName=name)["QueueUrl"]
+        return sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT)})[
+            "QueueUrl"
+        ]
 
 
 def queue_url(queue: str) -> str:

@@ -156,13 +156,14 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
 
 def record_shutdown(claimed: Claimed) -> bool:
     """The worker is shutting down and its grace period is over: write the run now,
-    P-0001 if no step started (safe to re-run), else P-0003 "worker shut down"."""
-    if record_failure(
-        claimed,
-        system_fault("P-0001", "worker shut down before the first step", rule="shutdown"),
-        condition=no_step_started(),
-    ):
-        return True
+    P-0001 if no step started (safe to re-run), else P-0003 "worker shut down". The CAS
+    re-checks the step condition, so a step starting meanwhile cannot be misreported."""
+    if not Step.objects.filter(execution_id=claimed.execution_id).exists():
+        return record_failure(
+            claimed,
+            system_fault("P-0001", "worker shut down before the first step", rule="shutdown"),
+            condition=no_step_started(),
+        )
     return record_failure(
         claimed, system_fault("P-0003", "worker shut down", rule="shutdown"), condition=some_step_started()
     )

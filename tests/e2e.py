@@ -35,7 +35,11 @@ NOOP = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"o
 def sleeping(seconds: float, *, steps: int = 1) -> dict:
     return {
         "steps": [
-            {"id": f"sleep{i}", "action": "python", "config": {"callable": "tests.callables.sleep", "kwargs": {"seconds": seconds}}}
+            {
+                "id": f"sleep{i}",
+                "action": "python",
+                "config": {"callable": "tests.callables.sleep", "kwargs": {"seconds": seconds}},
+            }
             for i in range(steps)
         ]
     }
@@ -109,7 +113,9 @@ def wait_status(execution_id, statuses=TERMINAL, timeout: float = 30.0) -> Execu
 
 
 def moves(execution) -> list[str]:
-    return list(Transition.objects.filter(execution_id=execution.pk).order_by("at", "id").values_list("move", flat=True))
+    return list(
+        Transition.objects.filter(execution_id=execution.pk).order_by("at", "id").values_list("move", flat=True)
+    )
 
 
 @pytest.fixture

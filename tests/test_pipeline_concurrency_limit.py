@@ -5,12 +5,12 @@ import pytest
 
 from executions.models import Execution, Transition
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, sleeping, wait_for, wait_status  # noqa: F401
+from tests.e2e import sleeping, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_run_over_the_concurrency_limit_waits_then_succeeds_never_marked_never_duplicated(pipeline):  # noqa: F811
+def test_a_run_over_the_concurrency_limit_waits_then_succeeds_never_marked_never_duplicated(pipeline):
     pipeline.worker(concurrency=2)
     workflow = pipeline.workflow(sleeping(2.0), concurrency_limit=1)
     first = enqueue(workflow, trigger_type="manual").execution

@@ -7,12 +7,12 @@ import pytest
 
 from executions.models import Transition
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, wait_status  # noqa: F401
+from tests.e2e import wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_exception_inside_the_consumer_is_e0004_and_the_message_is_gone(pipeline, sqs_queues):  # noqa: F811
+def test_an_exception_inside_the_consumer_is_e0004_and_the_message_is_gone(pipeline, sqs_queues):
     pipeline.worker(CONVEYOR_FAULT_INJECTION="consumer")
     execution = enqueue(pipeline.workflow(), trigger_type="manual").execution
 
@@ -26,7 +26,7 @@ def test_an_exception_inside_the_consumer_is_e0004_and_the_message_is_gone(pipel
     assert pipeline.metric("conveyor_claims_total", outcome="backstop") == 1
 
 
-def test_an_unexpected_dispatch_error_is_p0004(pipeline):  # noqa: F811
+def test_an_unexpected_dispatch_error_is_p0004(pipeline):
     pipeline.worker(CONVEYOR_FAULT_INJECTION="dispatch")
     execution = enqueue(pipeline.workflow(), trigger_type="manual").execution
     failed = wait_status(execution.pk, {"system_error"}, timeout=30)

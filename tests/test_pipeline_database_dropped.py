@@ -6,7 +6,7 @@ from django.db import connection
 
 from executions.models import Step
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, running_with_step, sleeping, wait_for, wait_status  # noqa: F401
+from tests.e2e import sleeping, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -21,7 +21,7 @@ def _terminate_other_backends() -> int:
 
 
 @pytest.mark.parametrize("runtime", ["isolated", "inline"])
-def test_terminated_database_connections_mid_run_end_in_recovery_or_c0002(pipeline, runtime):  # noqa: F811
+def test_terminated_database_connections_mid_run_end_in_recovery_or_c0002(pipeline, runtime):
     pipeline.worker()
     execution = enqueue(pipeline.workflow(sleeping(0.6, steps=3), runtime=runtime), trigger_type="manual").execution
     wait_for(lambda: Step.objects.filter(execution_id=execution.pk).exists(), timeout=20)

@@ -9,14 +9,14 @@ import pytest
 
 from executions.models import Step
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, process_gone, running_with_step, sleeping, supervisor_pids, wait_for, wait_status  # noqa: F401
+from tests.e2e import process_gone, running_with_step, sleeping, supervisor_pids, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SHUTDOWN = {"REMAP_SIGTERM": "SIGQUIT", "CONVEYOR_WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "3"}
 SLOW_START = str(Path(__file__).parent / "bin" / "slow-start-python")
 
 
-def test_sigterm_during_a_short_run_lets_it_finish(pipeline):  # noqa: F811
+def test_sigterm_during_a_short_run_lets_it_finish(pipeline):
     worker = pipeline.worker(**SHUTDOWN)
     execution = enqueue(pipeline.workflow(sleeping(1.0)), trigger_type="manual").execution
     wait_for(lambda: running_with_step(execution.pk), timeout=20)
@@ -28,7 +28,7 @@ def test_sigterm_during_a_short_run_lets_it_finish(pipeline):  # noqa: F811
 
 
 @pytest.mark.parametrize("runtime", ["isolated", "inline"])
-def test_sigterm_during_a_run_longer_than_the_grace_writes_p0003_worker_shut_down_at_once(pipeline, runtime):  # noqa: F811
+def test_sigterm_during_a_run_longer_than_the_grace_writes_p0003_worker_shut_down_at_once(pipeline, runtime):
     worker = pipeline.worker(**SHUTDOWN)
     execution = enqueue(pipeline.workflow(sleeping(30), runtime=runtime), trigger_type="manual").execution
     wait_for(lambda: Step.objects.filter(execution_id=execution.pk).exists(), timeout=20)
@@ -45,7 +45,7 @@ def test_sigterm_during_a_run_longer_than_the_grace_writes_p0003_worker_shut_dow
     assert worker.wait(timeout=20) is not None
 
 
-def test_sigterm_before_the_first_step_writes_p0001_safe_to_rerun(pipeline):  # noqa: F811
+def test_sigterm_before_the_first_step_writes_p0001_safe_to_rerun(pipeline):
     worker = pipeline.worker(
         **SHUTDOWN,
         CONVEYOR_RUNTIME_PYTHON=SLOW_START,

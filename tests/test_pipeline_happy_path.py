@@ -4,13 +4,13 @@ import pytest
 
 from executions.models import Step
 from scheduler.enqueue import enqueue
-from tests.e2e import moves, pipeline, wait_status  # noqa: F401
+from tests.e2e import moves, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.parametrize("runtime", ["isolated", "inline"])
-def test_a_manual_run_reaches_success_through_a_real_worker(pipeline, runtime):  # noqa: F811
+def test_a_manual_run_reaches_success_through_a_real_worker(pipeline, runtime):
     pipeline.worker(concurrency=1)
     workflow = pipeline.workflow(
         {

@@ -4,12 +4,12 @@ ages the run to P-0005; if the message turns up after all, the run heals and run
 import pytest
 
 from scheduler.enqueue import enqueue
-from tests.e2e import moves, pipeline, wait_status  # noqa: F401
+from tests.e2e import moves, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_lost_message_is_reaped_as_system_error_p0005_then_heals_when_it_arrives_late(pipeline, sqs_queues):  # noqa: F811
+def test_lost_message_is_reaped_as_system_error_p0005_then_heals_when_it_arrives_late(pipeline, sqs_queues):
     workflow = pipeline.workflow()
     execution = enqueue(workflow, trigger_type="manual").execution
     lost = sqs_queues.drain("runs")

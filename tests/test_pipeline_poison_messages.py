@@ -8,7 +8,7 @@ import pytest
 
 from executions import messages
 from executions.models import Execution
-from tests.e2e import pipeline, wait_for, wait_status  # noqa: F401
+from tests.e2e import wait_for, wait_status
 from tests.factories import make_execution
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -19,7 +19,9 @@ def _dead_letters(sqs_queues) -> list[dict]:
 
 
 def test_poison_forged_and_undecodable_messages_are_dead_lettered_once_and_never_loop(
-    pipeline, producer_app, sqs_queues  # noqa: F811
+    pipeline,
+    producer_app,
+    sqs_queues,
 ):
     pipeline.worker()
     victim = make_execution(runtime="inline")
@@ -54,7 +56,7 @@ def test_poison_forged_and_undecodable_messages_are_dead_lettered_once_and_never
     assert pipeline.metric("conveyor_dead_lettered_total") == 4
 
 
-def test_the_same_message_delivered_twice_makes_one_run(pipeline, producer_app, sqs_queues):  # noqa: F811
+def test_the_same_message_delivered_twice_makes_one_run(pipeline, producer_app, sqs_queues):
     from executions.models import Transition
 
     execution = make_execution(runtime="inline")

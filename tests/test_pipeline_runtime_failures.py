@@ -9,9 +9,8 @@ import pytest
 
 from executions.models import Step
 from scheduler.enqueue import enqueue
-from tests.e2e import (  # noqa: F401
+from tests.e2e import (
     calling,
-    pipeline,
     process_gone,
     running_with_step,
     sleeping,
@@ -31,7 +30,7 @@ def _system_error(execution_id, code):
     return execution
 
 
-def test_the_runtime_child_killed_by_a_signal_is_p0003(pipeline):  # noqa: F811
+def test_the_runtime_child_killed_by_a_signal_is_p0003(pipeline):
     pipeline.worker()
     execution = enqueue(pipeline.workflow(sleeping(5)), trigger_type="manual").execution
     wait_for(lambda: running_with_step(execution.pk), timeout=20)
@@ -45,7 +44,7 @@ def test_the_runtime_child_killed_by_a_signal_is_p0003(pipeline):  # noqa: F811
     assert pipeline.metric("conveyor_transitions_total", from_status="running", to_status="system_error") == 1
 
 
-def test_the_runtime_out_of_memory_is_p0003_never_a_user_error(pipeline):  # noqa: F811
+def test_the_runtime_out_of_memory_is_p0003_never_a_user_error(pipeline):
     pipeline.worker(CONVEYOR_RUNTIME_MEMORY_LIMIT_MB=400)
     execution = enqueue(pipeline.workflow(calling("tests.callables.allocate", megabytes=2000)), trigger_type="manual")
     failed = _system_error(execution.execution.pk, "P-0003")
@@ -53,7 +52,7 @@ def test_the_runtime_out_of_memory_is_p0003_never_a_user_error(pipeline):  # noq
     assert failed.classifier_rule == "out-of-memory"
 
 
-def test_a_run_past_its_deadline_is_stopped_and_written_e0001(pipeline):  # noqa: F811
+def test_a_run_past_its_deadline_is_stopped_and_written_e0001(pipeline):
     pipeline.worker()
     execution = enqueue(pipeline.workflow(sleeping(30), deadline_seconds=2), trigger_type="manual").execution
     wait_for(lambda: running_with_step(execution.pk), timeout=20)
@@ -65,10 +64,9 @@ def test_a_run_past_its_deadline_is_stopped_and_written_e0001(pipeline):  # noqa
     assert wait_for(lambda: process_gone(runtime_pid), timeout=5)
 
 
-def test_a_runtime_that_cannot_be_spawned_is_p0002(pipeline):  # noqa: F811
+def test_a_runtime_that_cannot_be_spawned_is_p0002(pipeline):
     pipeline.worker(CONVEYOR_RUNTIME_PYTHON="/nonexistent/bin/python3")
     execution = enqueue(pipeline.workflow(), trigger_type="manual").execution
     failed = _system_error(execution.pk, "P-0002")
     assert failed.safe_to_rerun and not Step.objects.filter(execution=failed).exists()
     assert "could not start a runtime" in failed.customer_message
-

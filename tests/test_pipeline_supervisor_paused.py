@@ -8,12 +8,12 @@ import pytest
 
 from executions.models import Step, Transition
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, running_with_step, sleeping, supervisor_pids, wait_for, wait_status  # noqa: F401
+from tests.e2e import running_with_step, sleeping, supervisor_pids, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_paused_supervisor_is_reaped_then_heals_to_success_counted_once(pipeline):  # noqa: F811
+def test_a_paused_supervisor_is_reaped_then_heals_to_success_counted_once(pipeline):
     pipeline.worker()
     pipeline.reaper()
     execution = enqueue(pipeline.workflow(sleeping(0.5, steps=3)), trigger_type="manual").execution

@@ -5,13 +5,13 @@ import pytest
 
 from executions.models import Step, Transition
 from scheduler.enqueue import enqueue
-from tests.e2e import pipeline, sleeping, wait_status  # noqa: F401
+from tests.e2e import sleeping, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.sqs_visibility_timeout(2)
-def test_a_run_longer_than_the_visibility_timeout_is_executed_once(pipeline, sqs_queues):  # noqa: F811
+def test_a_run_longer_than_the_visibility_timeout_is_executed_once(pipeline, sqs_queues):
     pipeline.worker(concurrency=2)
     execution = enqueue(pipeline.workflow(sleeping(1.5, steps=4)), trigger_type="manual").execution
 

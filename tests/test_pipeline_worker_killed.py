@@ -10,8 +10,7 @@ import pytest
 
 from executions.models import Step
 from scheduler.enqueue import enqueue
-from tests.e2e import (  # noqa: F401
-    pipeline,
+from tests.e2e import (
     process_gone,
     running_with_step,
     sleeping,
@@ -40,7 +39,7 @@ def _assert_worker_lost(execution_id, runtime_pid):
     return execution
 
 
-def test_sigkill_of_the_supervising_pool_process_mid_step_is_reaped_as_p0003(pipeline):  # noqa: F811
+def test_sigkill_of_the_supervising_pool_process_mid_step_is_reaped_as_p0003(pipeline):
     pipeline.worker()
     pipeline.reaper()
     execution = enqueue(pipeline.workflow(sleeping(1.0, steps=3)), trigger_type="manual").execution
@@ -53,7 +52,7 @@ def test_sigkill_of_the_supervising_pool_process_mid_step_is_reaped_as_p0003(pip
     assert pipeline.metric("conveyor_reaped_total", code="P-0003") == 1
 
 
-def test_sigkill_of_the_workers_main_process_mid_step_is_reaped_as_p0003(pipeline):  # noqa: F811
+def test_sigkill_of_the_workers_main_process_mid_step_is_reaped_as_p0003(pipeline):
     worker = pipeline.worker()
     pipeline.reaper()
     execution = enqueue(pipeline.workflow(sleeping(1.0, steps=3)), trigger_type="manual").execution
@@ -66,7 +65,7 @@ def test_sigkill_of_the_workers_main_process_mid_step_is_reaped_as_p0003(pipelin
     assert process_gone(pool_pid)
 
 
-def test_killed_before_its_first_step_is_p0001_and_safe_to_rerun(pipeline):  # noqa: F811
+def test_killed_before_its_first_step_is_p0001_and_safe_to_rerun(pipeline):
     pipeline.worker(
         CONVEYOR_RUNTIME_PYTHON=SLOW_START, CONVEYOR_TEST_REAL_PYTHON=sys.executable, CONVEYOR_TEST_SLOW_START_S=30
     )
