@@ -35,6 +35,7 @@ up: install
 
 test: install
 	@bash scripts/ensure-postgres.sh
+	@bash scripts/install-test-deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -79,7 +79,9 @@ def main() -> None:
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    with BenchPipeline(concurrency=args.concurrency, extra_env={"CONVEYOR_LOG_LEVEL": "WARNING"}) as pipeline:
+    with BenchPipeline(
+        concurrency=args.concurrency, extra_env={"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
+    ) as pipeline:
         pipeline.measure_noop(20, window=args.window, label="warm-up")
         baseline = pipeline.measure_noop(args.n, window=args.window, label="bare Celery no-op tasks")
         inline = measure_runs(pipeline, args.n, "inline", args.window)

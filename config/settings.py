@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "scheduler",
     "reaper",
     "frontend",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +184,31 @@ PYTHON_CALLABLE_ALLOWLIST = env_list(
 )
 MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum=1)
 
+# --- Conveyor: observability (DESIGN.md §6, docs/decisions/0005-worker-metrics.md) ----
+METRICS_WINDOW_S = env_int("CONVEYOR_METRICS_WINDOW_S", 3600, minimum=60)
+METRICS_MANAGED_ORGS = env_list("CONVEYOR_METRICS_MANAGED_ORGS", [])
+METRICS_QUEUE_TIMEOUT_S = env_float("CONVEYOR_METRICS_QUEUE_TIMEOUT_S", 1.0, minimum=0.1)
+METRICS_QUEUE_CACHE_S = env_float("CONVEYOR_METRICS_QUEUE_CACHE_S", 15.0, minimum=0.0)
+WORKER_METRICS_PORT = env_int("CONVEYOR_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+WORKER_METRICS_ADDR = env_str("CONVEYOR_WORKER_METRICS_ADDR", "0.0.0.0")
+DIGEST_PERIODS = env_list("CONVEYOR_DIGEST_PERIODS", ["daily", "weekly"])
+if set(DIGEST_PERIODS) - {"daily", "weekly"}:
+    raise ImproperlyConfigured(f"CONVEYOR_DIGEST_PERIODS: daily and/or weekly, not {DIGEST_PERIODS}")
+DIGEST_HOUR_UTC = env_int("CONVEYOR_DIGEST_HOUR_UTC", 6, minimum=0, maximum=23)
+DIGEST_WEEKDAY = env_int("CONVEYOR_DIGEST_WEEKDAY", 1, minimum=0, maximum=6)
+DIGEST_TOP_WORKFLOWS = env_int("CONVEYOR_DIGEST_TOP_WORKFLOWS", 5, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("CONVEYOR_EMAIL_FROM", "Conveyor <conveyor@localhost>")
+EMAIL_BACKEND = env_str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if (EMBEDDED or DEBUG)
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+RETENTION_DAYS = env_int("CONVEYOR_RETENTION_DAYS", 90, minimum=1)
+RETENTION_BATCH_SIZE = env_int("CONVEYOR_RETENTION_BATCH_SIZE", 500, minimum=1)
+RETENTION_MAX_BATCHES = env_int("CONVEYOR_RETENTION_MAX_BATCHES", 200, minimum=1)
+RETENTION_INTERVAL_S = env_int("CONVEYOR_RETENTION_INTERVAL_S", 3600, minimum=60)
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "sqs://")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -204,6 +231,7 @@ CELERY_TASK_DEFAULT_QUEUE = RUNS_QUEUE
 CELERY_TASK_ROUTES = {
     "reaper.*": {"queue": MAINTENANCE_QUEUE},
     "scheduler.tasks.maintenance_*": {"queue": MAINTENANCE_QUEUE},
+    "observability.*": {"queue": MAINTENANCE_QUEUE},
 }
 # Acknowledged when the worker accepts the task (DESIGN.md §4, docs/decisions/0001).
 CELERY_TASK_ACKS_LATE = False
@@ -223,6 +251,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": REAPER_INTERVAL_S,
         "options": {"queue": MAINTENANCE_QUEUE},
     },
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        f"failure-digest-{period}": {
+            "task": "observability.tasks.send_failure_digests",
+            "schedule": crontab(minute=0, hour=DIGEST_HOUR_UTC)
+            if period == "daily"
+            else crontab(minute=0, hour=DIGEST_HOUR_UTC, day_of_week=DIGEST_WEEKDAY),
+            "args": (period,),
+            "options": {"queue": MAINTENANCE_QUEUE},
+        }
+        for period in DIGEST_PERIODS
+    }
+)
+CELERY_BEAT_SCHEDULE["retention-purge"] = {
+    "task": "observability.tasks.purge_expired_runs",
+    "schedule": float(RETENTION_INTERVAL_S),
+    "options": {"queue": MAINTENANCE_QUEUE},
 }
 
 # --- REST framework -------------------------------------------------------------------

@@ -98,6 +98,24 @@ def enqueue(
         logger.info("duplicate dispatch key", extra={"event": "enqueue_duplicate", "dispatch_key": dispatch_key})
         return Enqueued(existing, created=False)
     metrics.RUNS_CREATED.labels(trigger_type=trigger_type).inc()
+    # One log line per transition, the create included (the others: executions/transitions.py).
+    logging.getLogger("conveyor.transitions").info(
+        "transition  -> %s",
+        ExecutionStatus.PENDING,
+        extra={
+            "event": "transition",
+            "execution_id": str(execution.pk),
+            "workflow_id": execution.workflow_id,
+            "organization_id": execution.organization_id,
+            "from_status": "",
+            "status": ExecutionStatus.PENDING,
+            "move": "create",
+            "actor": Actor.PRODUCER,
+            "error_type": "",
+            "error_category": "",
+            "error_code": "",
+        },
+    )
 
     if connection.in_atomic_block:
         # The row is not committed yet: a worker must never receive a message for it.

@@ -38,10 +38,11 @@ def _race(*writers):
 def test_two_concurrent_claims_one_wins_and_one_loses_cleanly():
     for _ in range(10):
         execution = make_execution()
-        results = _race(
-            lambda: transition(execution.id, S.RUNNING, actor=Actor.CONSUMER, values={"claim_token": uuid.uuid4()}),
-            lambda: transition(execution.id, S.RUNNING, actor=Actor.CONSUMER, values={"claim_token": uuid.uuid4()}),
-        )
+
+        def claim(execution_id=execution.id):
+            return transition(execution_id, S.RUNNING, actor=Actor.CONSUMER, values={"claim_token": uuid.uuid4()})
+
+        results = _race(claim, claim)
         assert sorted(r.won for r in results) == [False, True]
         assert Transition.objects.filter(execution=execution, to_status=S.RUNNING).count() == 1
 
@@ -51,10 +52,14 @@ def test_a_runtime_success_racing_the_reaper_leaves_exactly_one_terminal_write()
     for _ in range(10):
         token = uuid.uuid4()
         execution = make_execution(status=S.RUNNING, claim_token=token)
-        results = _race(
-            lambda: transition(execution.id, S.SUCCESS, actor=Actor.RUNTIME, claim_token=token, expected=[S.RUNNING]),
-            lambda: fail(execution.id, system_fault("P-0003", "stale"), actor=Actor.REAPER, expected=[S.RUNNING]),
-        )
+
+        def complete(execution_id=execution.id, token=token):
+            return transition(execution_id, S.SUCCESS, actor=Actor.RUNTIME, claim_token=token, expected=[S.RUNNING])
+
+        def reap(execution_id=execution.id):
+            return fail(execution_id, system_fault("P-0003", "stale"), actor=Actor.REAPER, expected=[S.RUNNING])
+
+        results = _race(complete, reap)
         assert sorted(r.won for r in results) == [False, True]
         execution.refresh_from_db()
         winner = next(r for r in results if r.won)

@@ -1,4 +1,5 @@
-"""Test-wide environment (loaded as a pytest plugin, before pytest-django reads settings): PostgreSQL (tests talk to the real thing), short thresholds.
+"""Test-wide environment, loaded as a pytest plugin before pytest-django reads settings:
+PostgreSQL (tests talk to the real thing).
 
 Set before Django reads its settings; an explicit environment wins."""
 

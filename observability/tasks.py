@@ -1,0 +1,52 @@
+"""Beat tasks of the observability app; all run on the maintenance queue (the reaper's
+worker), never on the runs queue."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from executions.tasks import ConveyorTask
+
+
+@shared_task(base=ConveyorTask, name="observability.tasks.send_failure_digests")
+def send_failure_digests(period: str) -> int:
+    """Fan out: one task per organization, all for the same period."""
+    from executions.models import Organization
+    from observability.digest import period_bounds
+
+    _, end = period_bounds(period)
+    org_ids = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+    for org_id in org_ids:
+        send_organization_digest.apply_async((org_id, period, end.isoformat()), queue=settings.MAINTENANCE_QUEUE)
+    return len(org_ids)
+
+
+@shared_task(base=ConveyorTask, name="observability.tasks.send_organization_digest")
+def send_organization_digest(organization_id: int, period: str, until: str | None = None) -> str:
+    from executions.models import Organization
+    from observability.digest import deliver
+
+    organization = Organization.objects.filter(pk=organization_id).first()
+    if organization is None:
+        return "missing"
+    record = deliver(organization, period, parse_datetime(until) if until else timezone.now())
+    if record is None:
+        return "empty"
+    return "sent" if record.sent_at else "stored"
+
+
+@shared_task(base=ConveyorTask, name="observability.tasks.purge_expired_runs")
+def purge_expired_runs() -> dict:
+    from observability.retention import purge_expired
+
+    report = purge_expired()
+    return {
+        "executions": report.executions,
+        "steps": report.steps,
+        "transitions": report.transitions,
+        "batches": report.batches,
+        "more": report.more,
+    }
