@@ -9,6 +9,7 @@ acknowledged when the worker accepted it, so nothing redelivers it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -91,21 +92,27 @@ def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
     claim_token = uuid.uuid4()
     now = timezone.now()
     deadline = timedelta(seconds=workflow.deadline_seconds or settings.RUN_DEADLINE_S)
-    with transaction.atomic():
-        _check_concurrency(workflow)
+    claim_values = {
+        "claim_token": claim_token,
+        "started_at": now,
+        "heartbeat_at": now,
+        "deadline_at": now + deadline,
+        "worker": f"{hostname or socket.gethostname()} pid={os.getpid()}",
+    }
+    limited = bool(
+        workflow.concurrency_limit or settings.DEFAULT_WORKFLOW_CONCURRENCY or settings.GLOBAL_CONCURRENCY_LIMIT
+    )
+    with transaction.atomic() if limited else contextlib.nullcontext():
+        if limited:
+            _check_concurrency(workflow)
         claimed = transition(
             execution.id,
             S.RUNNING,
             actor=Actor.CONSUMER,
             expected=[S.PENDING, S.SYSTEM_ERROR],
-            values={
-                "claim_token": claim_token,
-                "started_at": now,
-                "heartbeat_at": now,
-                "deadline_at": now + deadline,
-                "worker": f"{hostname or socket.gethostname()} pid={os.getpid()}",
-            },
+            values=claim_values,
             now=now,
+            log_context={"workflow_id": workflow.pk, "organization_id": execution.organization_id},
         )
     if not claimed:
         return _count(Outcome.DUPLICATE)
@@ -114,7 +121,9 @@ def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
 
     from executions.runtimes import dispatch
 
-    execution.refresh_from_db()
+    for field, value in claim_values.items():
+        setattr(execution, field, value)
+    execution.status = S.RUNNING
     dispatch(load_claimed(execution, claim_token), execution.runtime or settings.DEFAULT_RUNTIME)
     return Outcome.CLAIMED
 

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,23 +112,47 @@ def _exit_after_shutdown() -> None:
 
 
 # --- inline -----------------------------------------------------------------------------
-class _HeartbeatThread(threading.Thread):
-    def __init__(self, claimed: Claimed):
-        super().__init__(name=f"heartbeat-{claimed.execution_id}", daemon=True)
-        self.claimed = claimed
-        self.stop_event = threading.Event()
-        self.lost = False
+class _InlineHeartbeats:
+    """One thread per pool process refreshes the heartbeat of every inline run in it
+    (started on first use, after the fork): no thread per run."""
 
-    def run(self) -> None:
-        try:
-            while not self.stop_event.wait(settings.HEARTBEAT_INTERVAL_S):
+    def __init__(self) -> None:
+        self.runs: dict[uuid.UUID, Claimed] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def _ensure_thread(self) -> None:
+        if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.thread = threading.Thread(target=self._loop, name="inline-heartbeats", daemon=True)
+            self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(settings.HEARTBEAT_INTERVAL_S)
+            with self.lock:
+                runs = list(self.runs.values())
+            for claimed in runs:
                 try:
-                    if not with_db_retry(touch_heartbeat, self.claimed.execution_id, self.claimed.claim_token):
-                        self.lost = True
+                    with_db_retry(touch_heartbeat, claimed.execution_id, claimed.claim_token)
                 except Exception:
-                    logger.exception("heartbeat failed", extra={"execution_id": str(self.claimed.execution_id)})
+                    logger.exception("heartbeat failed", extra={"execution_id": str(claimed.execution_id)})
+                    connection.close()
+
+    @contextlib.contextmanager
+    def beating(self, claimed: Claimed) -> Iterator[None]:
+        with self.lock:
+            self.runs[claimed.execution_id] = claimed
+            self._ensure_thread()
+        try:
+            yield
         finally:
-            connection.close()
+            with self.lock:
+                self.runs.pop(claimed.execution_id, None)
+
+
+_inline_heartbeats = _InlineHeartbeats()
 
 
 def run_inline(claimed: Claimed) -> None:
@@ -142,10 +167,8 @@ def run_inline(claimed: Claimed) -> None:
         secrets=secrets,
         deadline=time.monotonic() + claimed.deadline_seconds,
     )
-    heartbeat = _HeartbeatThread(claimed)
     flag = _ShutdownFlag()
-    heartbeat.start()
-    try:
+    with _inline_heartbeats.beating(claimed):
         with _on_sigterm(flag, raise_in_main=True):
             try:
                 output = run_definition(claimed.definition, context, DatabaseStepRecorder(claimed))
@@ -159,9 +182,6 @@ def run_inline(claimed: Claimed) -> None:
                 record_shutdown(claimed)
                 _exit_after_shutdown()
             complete(claimed, output)
-    finally:
-        heartbeat.stop_event.set()
-        heartbeat.join(timeout=5)
 
 
 # --- isolated ---------------------------------------------------------------------------

@@ -4,10 +4,12 @@ function. Only the supervising process (the worker's pool process) calls these."
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
@@ -18,7 +20,7 @@ from executions import metrics
 from executions.classifier import Classification, system_fault
 from executions.models import Execution, Step, StepStatus, WorkflowVersion
 from executions.secrets import load_organization_secrets
-from executions.statuses import Actor, ExecutionStatus
+from executions.statuses import Actor, ExecutionStatus, status_for_error_type
 from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
 
 logger = logging.getLogger("conveyor.runtime")
@@ -51,15 +53,33 @@ class Claimed:
     definition: dict
     input: dict
     deadline_seconds: float
+    started_at: datetime | None = None
+    uses_secrets: bool = True
+
+    @property
+    def log_context(self) -> dict:
+        return {"workflow_id": self.workflow_id, "organization_id": self.organization_id}
+
+    def finishing(self, now: datetime) -> dict:
+        """Columns a terminal write adds: the duration, known here without a read."""
+        if self.started_at is None:
+            return {}
+        return {"duration_ms": max(0, int((now - self.started_at).total_seconds() * 1000))}
 
 
 def load_claimed(execution: Execution, claim_token: uuid.UUID) -> Claimed:
-    version = (
-        WorkflowVersion.objects.filter(workflow_id=execution.workflow_id, version=execution.workflow_version)
-        .values_list("definition", flat=True)
-        .first()
-    )
-    definition = version if version is not None else execution.workflow.definition
+    """What the runtime needs; `execution` carries its workflow (select_related) and the
+    values its claim just wrote."""
+    workflow = execution.workflow
+    if workflow.version == execution.workflow_version:
+        definition = workflow.definition
+    else:
+        version = (
+            WorkflowVersion.objects.filter(workflow_id=execution.workflow_id, version=execution.workflow_version)
+            .values_list("definition", flat=True)
+            .first()
+        )
+        definition = version if version is not None else workflow.definition
     remaining = (execution.deadline_at - timezone.now()).total_seconds() if execution.deadline_at else 3600.0
     return Claimed(
         execution_id=execution.id,
@@ -69,10 +89,15 @@ def load_claimed(execution: Execution, claim_token: uuid.UUID) -> Claimed:
         definition=definition,
         input=execution.input or {},
         deadline_seconds=max(0.0, remaining),
+        started_at=execution.started_at,
+        # A definition that names no secret needs no read of the secret store.
+        uses_secrets="secrets." in json.dumps(definition),
     )
 
 
 def load_secrets(claimed: Claimed) -> dict[str, str]:
+    if not claimed.uses_secrets:
+        return {}
     return load_organization_secrets(claimed.organization_id)
 
 
@@ -108,6 +133,7 @@ class DatabaseStepRecorder:
 
 
 def complete(claimed: Claimed, output: Any) -> bool:
+    now = timezone.now()
     result = with_db_retry(
         transition,
         claimed.execution_id,
@@ -115,18 +141,22 @@ def complete(claimed: Claimed, output: Any) -> bool:
         actor=Actor.RUNTIME,
         expected=[S.RUNNING, S.SYSTEM_ERROR],
         claim_token=claimed.claim_token,
-        values={"output": output},
+        values={"output": output, **claimed.finishing(now)},
+        now=now,
+        log_context=claimed.log_context,
     )
     if not result.won:
         metrics.LATE_RESULTS_DISCARDED.labels(outcome="success").inc()
         logger.warning(
             "late success discarded", extra={"event": "late_result", "execution_id": str(claimed.execution_id)}
         )
-    _observe_duration(claimed.execution_id)
+    _observe_duration(claimed, result.won, S.SUCCESS, "none", now)
     return result.won
 
 
 def record_failure(claimed: Claimed, classification: Classification, *, condition: Q | None = None) -> bool:
+    now = timezone.now()
+    status = status_for_error_type(classification.error_type)
     result = with_db_retry(
         fail,
         claimed.execution_id,
@@ -135,6 +165,9 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
         expected=[S.RUNNING],
         claim_token=claimed.claim_token,
         condition=condition,
+        values=claimed.finishing(now),
+        now=now,
+        log_context=claimed.log_context,
     )
     if result.won:
         metrics.CLASSIFIED.labels(rule=classification.rule, error_type=classification.error_type).inc()
@@ -150,7 +183,7 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
                 "error_code": classification.code,
             },
         )
-    _observe_duration(claimed.execution_id)
+    _observe_duration(claimed, result.won, status, classification.error_type, now)
     return result.won
 
 
@@ -169,12 +202,10 @@ def record_shutdown(claimed: Claimed) -> bool:
     )
 
 
-def _observe_duration(execution_id: uuid.UUID) -> None:
-    row = Execution.objects.filter(pk=execution_id).values("status", "error_type", "duration_ms").first()
-    if row and row["duration_ms"] is not None and row["status"] in (S.SUCCESS, S.ERROR, S.SYSTEM_ERROR):
-        metrics.EXECUTION_DURATION.labels(status=row["status"], error_type=row["error_type"] or "none").observe(
-            row["duration_ms"] / 1000
-        )
+def _observe_duration(claimed: Claimed, won: bool, status: str, error_type: str, now: datetime) -> None:
+    if won and claimed.started_at is not None:
+        seconds = max(0.0, (now - claimed.started_at).total_seconds())
+        metrics.EXECUTION_DURATION.labels(status=status, error_type=error_type or "none").observe(seconds)
 
 
 STEP_STATUSES = {s.value for s in StepStatus}

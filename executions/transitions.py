@@ -146,13 +146,16 @@ def transition(
     condition: Q | None = None,
     values: dict | None = None,
     now: datetime | None = None,
+    log_context: dict | None = None,
 ) -> TransitionResult:
     """Move a run to `to_status` if, and only if, its current status allows it.
 
     `expected` narrows the from-statuses tried; `claim_token` is the caller's claim (the
     supervisor's own, or the token a heal must match); `condition` adds a predicate the
     row must satisfy in the same UPDATE (the reaper's "no step started"); `values` are
-    extra columns written with the status (a claim's fresh token, started_at...).
+    extra columns written with the status (a claim's fresh token, started_at...);
+    `log_context` (workflow_id, organization_id) saves a read for the log line when the
+    caller already knows them.
     """
     if to_status not in ALL_STATUSES:
         raise TransitionRefused(f"unknown status {to_status!r}")
@@ -198,7 +201,18 @@ def transition(
                 where &= condition
             rows = Execution.objects.filter(where).update(**update)
             if rows:
-                _record(execution_id, move, actor, reason, classification, claim_token, now, to_status)
+                _record(
+                    execution_id,
+                    move,
+                    actor,
+                    reason,
+                    classification,
+                    claim_token,
+                    now,
+                    to_status,
+                    duration_known="duration_ms" in update,
+                    log_context=log_context,
+                )
                 return TransitionResult(True, _as_uuid(execution_id), to_status, move.from_status, move.name)
     metrics.TRANSITION_CONFLICTS.labels(to_status=to_status, actor=actor).inc()
     logger.info(
@@ -221,8 +235,11 @@ def _record(
     claim_token: uuid.UUID | None,
     now: datetime,
     to_status: str,
+    *,
+    duration_known: bool = False,
+    log_context: dict | None = None,
 ) -> None:
-    if to_status in TERMINAL:
+    if to_status in TERMINAL and not duration_known:
         # Duration in a second statement: portable across SQLite and PostgreSQL.
         started = Execution.objects.filter(pk=execution_id).values_list("started_at", "created_at").first()
         if started:
@@ -245,7 +262,10 @@ def _record(
     metrics.TRANSITIONS.labels(from_status=move.from_status, to_status=to_status).inc()
     if move.name in SELF_HEALS:
         metrics.SELF_HEALS.labels(move=move.name).inc()
-    row = Execution.objects.filter(pk=execution_id).values("workflow_id", "organization_id").first() or {}
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    row = log_context or Execution.objects.filter(pk=execution_id).values("workflow_id", "organization_id").first()
+    row = row or {}
     logger.info(
         "transition %s -> %s",
         move.from_status,
@@ -276,6 +296,8 @@ def fail(
     condition: Q | None = None,
     reason: str = "",
     now: datetime | None = None,
+    values: dict | None = None,
+    log_context: dict | None = None,
 ) -> TransitionResult:
     """Finish a run with a failure; its status follows the single rule."""
     return transition(
@@ -288,6 +310,8 @@ def fail(
         condition=condition,
         reason=reason,
         now=now,
+        values=values,
+        log_context=log_context,
     )
 
 
@@ -371,15 +395,16 @@ def finish_step(
     now: datetime | None = None,
 ) -> None:
     now = now or timezone.now()
-    Step.objects.filter(pk=step.pk).update(
-        status=status, output=output, error_type=error_type, error_message=error_message[:10_000], finished_at=now
-    )
     counter = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}.get(status)
-    if counter:
-        Execution.objects.filter(pk=step.execution_id).update(**{counter: F(counter) + 1})
-    elif status == StepStatus.SKIPPED:
-        # A branch not taken is recorded for the run detail but was never started.
-        Execution.objects.filter(pk=step.execution_id).update(steps_started=F("steps_started") - 1)
+    with transaction.atomic():  # one commit for the step and its run's counters
+        Step.objects.filter(pk=step.pk).update(
+            status=status, output=output, error_type=error_type, error_message=error_message[:10_000], finished_at=now
+        )
+        if counter:
+            Execution.objects.filter(pk=step.execution_id).update(**{counter: F(counter) + 1})
+        elif status == StepStatus.SKIPPED:
+            # A branch not taken is recorded for the run detail but was never started.
+            Execution.objects.filter(pk=step.execution_id).update(steps_started=F("steps_started") - 1)
 
 
 def touch_heartbeat(execution_id: uuid.UUID | str, claim_token: uuid.UUID, now: datetime | None = None) -> bool:
