@@ -7,6 +7,7 @@ start threshold, signing keys) are Django system checks in `executions.checks`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -209,6 +210,30 @@ RETENTION_BATCH_SIZE = env_int("CONVEYOR_RETENTION_BATCH_SIZE", 500, minimum=1)
 RETENTION_MAX_BATCHES = env_int("CONVEYOR_RETENTION_MAX_BATCHES", 200, minimum=1)
 RETENTION_INTERVAL_S = env_int("CONVEYOR_RETENTION_INTERVAL_S", 3600, minimum=60)
 
+# --- Conveyor: triggers (DESIGN.md §5, docs/decisions/0004-triggers.md) ----------------
+# Cron dispatcher: a beat tick every SCHEDULE_TICK_S; after downtime one catch-up run for
+# the latest missed fire time, if it is at most SCHEDULE_CATCHUP_WINDOW_S old.
+SCHEDULE_TICK_S = env_float("CONVEYOR_SCHEDULE_TICK_S", 10.0, minimum=0.2)
+SCHEDULE_CATCHUP_WINDOW_S = env_int("CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S", 3600, minimum=0)
+# EVM chains block triggers may use: a JSON list of
+# {"chain_id": 1, "name": "mainnet", "rpc_url": "https://...", "confirmations": 12}
+# (its shape is checked by scheduler.chains, system check scheduler.E001).
+try:
+    CHAINS = json.loads(env_str("CONVEYOR_CHAINS", "[]"))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CONVEYOR_CHAINS is not valid JSON: {exc}") from None
+BLOCK_POLL_S = env_float("CONVEYOR_BLOCK_POLL_S", 5.0, minimum=0.2)
+BLOCK_RPC_TIMEOUT_S = env_float("CONVEYOR_BLOCK_RPC_TIMEOUT_S", 5.0, minimum=0.1)
+BLOCK_CATCHUP_MAX_BLOCKS = env_int("CONVEYOR_BLOCK_CATCHUP_MAX_BLOCKS", 500, minimum=1)
+BLOCK_POLL_LEASE_S = env_float("CONVEYOR_BLOCK_POLL_LEASE_S", 120.0, minimum=1.0)
+# Event webhooks: body size limit and the signed timestamp's tolerance (replay window).
+WEBHOOK_MAX_BODY_BYTES = env_int("CONVEYOR_WEBHOOK_MAX_BODY_BYTES", 256 * 1024, minimum=1)
+WEBHOOK_TOLERANCE_S = env_int("CONVEYOR_WEBHOOK_TOLERANCE_S", 300, minimum=1)
+# System-error retry policy (per workflow, off by default): its periodic scan.
+SYSTEM_RETRY_TICK_S = env_float("CONVEYOR_SYSTEM_RETRY_TICK_S", 15.0, minimum=0.2)
+SYSTEM_RETRY_LOOKBACK_S = env_int("CONVEYOR_SYSTEM_RETRY_LOOKBACK_S", 24 * 3600, minimum=60)
+SYSTEM_RETRY_BATCH_SIZE = env_int("CONVEYOR_SYSTEM_RETRY_BATCH_SIZE", 200, minimum=1)
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "sqs://")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -251,7 +276,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": REAPER_INTERVAL_S,
         "options": {"queue": MAINTENANCE_QUEUE},
     },
+    "scheduler-tick": {
+        "task": "scheduler.tasks.maintenance_schedule_tick",
+        "schedule": SCHEDULE_TICK_S,
+        "options": {"queue": MAINTENANCE_QUEUE},
+    },
+    "system-retry-tick": {
+        "task": "scheduler.tasks.maintenance_system_retry_tick",
+        "schedule": SYSTEM_RETRY_TICK_S,
+        "options": {"queue": MAINTENANCE_QUEUE},
+    },
 }
+if CHAINS:  # no poll messages every few seconds on a platform without block triggers
+    CELERY_BEAT_SCHEDULE["block-poll"] = {
+        "task": "scheduler.tasks.maintenance_block_poll",
+        "schedule": BLOCK_POLL_S,
+        "options": {"queue": MAINTENANCE_QUEUE},
+    }
 CELERY_BEAT_SCHEDULE.update(
     {
         f"failure-digest-{period}": {

@@ -73,8 +73,10 @@ class Workflow(models.Model):
     def save(self, *args, **kwargs) -> None:
         """Validate the definition on every save and keep a version per change."""
         from executions.definitions import validate_definition
+        from scheduler.triggers import validate_trigger
 
         validate_definition(self.definition)
+        self.trigger_config = validate_trigger(self.trigger_type, self.trigger_config)
         if self.pk is not None:
             previous = Workflow.objects.filter(pk=self.pk).values_list("definition", flat=True).first()
             if previous is not None and previous != self.definition:
@@ -89,11 +91,19 @@ class Workflow(models.Model):
 
         from executions.definitions import validate_definition
         from executions.errors import InvalidDefinition
+        from scheduler.triggers import InvalidTrigger, validate_trigger
 
+        errors: dict[str, list[str]] = {}
         try:
             validate_definition(self.definition)
         except InvalidDefinition as exc:
-            raise ValidationError({"definition": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
+            errors["definition"] = [f"{k}: {v}" for k, v in exc.errors.items()]
+        try:
+            self.trigger_config = validate_trigger(self.trigger_type, self.trigger_config)
+        except InvalidTrigger as exc:
+            errors["trigger_config"] = [f"{k}: {v}" for k, v in exc.errors.items()]
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_runnable(self) -> bool:

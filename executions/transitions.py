@@ -196,6 +196,11 @@ def transition(
 
     with transaction.atomic():
         for move in moves:
+            if move.name in SELF_HEALS:
+                # Wait for a child run being created for this run (executions.rerun.enqueue_child
+                # holds the parent's row lock until it commits): the UPDATE below then sees the
+                # committed child and refuses to heal, so a run and its re-run never both run.
+                list(Execution.objects.select_for_update().filter(pk=execution_id).values_list("pk", flat=True))
             where = Q(pk=execution_id, status=move.from_status) & move.condition(ctx)
             if condition is not None:
                 where &= condition

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class SchedulerConfig(AppConfig):
     name = "scheduler"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from scheduler import checks, signals  # noqa: F401  (registers system checks and signal receivers)

@@ -1,0 +1,127 @@
+"""Re-runs: a new run of a finished one (DESIGN.md §2, §5).
+
+`rerun(execution, actor=...)` creates a run that links to the old one (`rerun_of`), keeps
+its input, runs the workflow's *current* definition (the version is recorded by enqueue)
+and has dispatch key `rerun:<original>:<n>` (the n-th re-run of that run). A run that is
+not finished is refused with RerunRefused.
+
+Children are created under a row lock on the parent (`enqueue_child`): the n of a re-run,
+the one-retry-per-failed-run rule of the retry policy and the consumer's heal ("a run
+that already has a re-run child never heals") all read the parent's children, and the
+lock serializes the writers that would otherwise race on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+
+from executions.catalogue import PRODUCER_CODES, safe_to_rerun
+from executions.models import Execution
+from executions.statuses import TERMINAL, ErrorType, ExecutionStatus, TriggerType
+from scheduler.enqueue import Enqueued, EnqueueFailed, enqueue
+
+logger = logging.getLogger("conveyor.rerun")
+
+SAFE_NOTICE = "No step of this run started, so it is safe to re-run."
+PARTLY_NOTICE = "This run may have partly run: check its steps before re-running it."
+FINISHED_NOTICE = "This run finished; a re-run runs the workflow's current definition with the same input."
+
+
+class RerunRefused(ValueError):
+    """The run cannot be re-run (not finished, or its workflow is gone or disabled)."""
+
+
+def rerun_notice(execution: Execution) -> str:
+    """What the admin and the API say next to a re-run button.
+
+    "Safe to re-run" only for runs that provably did no work (producer codes, P-0005,
+    P-0002, P-0001); other system errors may have partly run.
+    """
+    if execution.status not in TERMINAL:
+        return ""
+    if safe_to_rerun(error_type=execution.error_type, error_code=execution.error_code):
+        return SAFE_NOTICE
+    if execution.error_type == ErrorType.SYSTEM:
+        return PARTLY_NOTICE
+    return FINISHED_NOTICE
+
+
+def rerun(execution: Execution, *, actor: str) -> Execution:
+    """Re-run a finished run; returns the new run.
+
+    Raises RerunRefused for a run that is not finished, EnqueueFailed (the new run is
+    already `system_error` MS-0001) when its message could not be sent.
+    """
+
+    def check(parent: Execution) -> None:
+        if parent.status not in TERMINAL:
+            raise RerunRefused(f"run {parent.pk} is {parent.status}: only a finished run can be re-run")
+        _check_workflow(parent)
+
+    def key(parent: Execution) -> str:
+        n = Execution.objects.filter(rerun_of=parent, trigger_type=TriggerType.RERUN).count() + 1
+        return f"rerun:{parent.pk}:{n}"
+
+    enqueued = enqueue_child(execution.pk, trigger_type=TriggerType.RERUN, dispatch_key=key, check=check, attempt=1)
+    logger.info(
+        "re-run created",
+        extra={
+            "event": "rerun",
+            "execution_id": str(enqueued.execution.pk),
+            "rerun_of": str(execution.pk),
+            "actor": actor,
+            "dispatch_key": enqueued.execution.dispatch_key,
+        },
+    )
+    return enqueued.execution
+
+
+def _check_workflow(parent: Execution) -> None:
+    workflow = parent.workflow
+    if workflow.deleted_at is not None:
+        raise RerunRefused(f"workflow {workflow.pk} was deleted: its runs cannot be re-run")
+    if not workflow.enabled:
+        raise RerunRefused(f"workflow {workflow.pk} is disabled: enable it to re-run its runs")
+
+
+def enqueue_child(
+    parent_id,
+    *,
+    trigger_type: str,
+    dispatch_key: Callable[[Execution], str],
+    check: Callable[[Execution], None],
+    attempt: int | Callable[[Execution], int],
+) -> Enqueued:
+    """Create a child run of `parent_id` (same input, current definition) under a lock on
+    the parent row; `check` raises to refuse, after the lock, on the re-read parent.
+
+    The message is sent once the transaction commits; if that send fails, EnqueueFailed
+    is raised here as from a plain enqueue (the child is `system_error` with the code of
+    its trigger type).
+    """
+    with transaction.atomic():
+        parent = Execution.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=parent_id)
+        check(parent)
+        enqueued = enqueue(
+            parent.workflow,
+            trigger_type=trigger_type,
+            dispatch_key=dispatch_key(parent),
+            input=parent.input,
+            rerun_of=parent,
+            attempt=attempt(parent) if callable(attempt) else attempt,
+        )
+    # After commit the send has happened (on_commit), unless an outer transaction is
+    # still open; a send that failed left the child system_error with its producer code.
+    child = Execution.objects.get(pk=enqueued.execution.pk)
+    code = PRODUCER_CODES.get(child.trigger_type)
+    if (
+        enqueued.created
+        and child.status == ExecutionStatus.SYSTEM_ERROR
+        and child.error_code == code
+        and not transaction.get_connection().in_atomic_block
+    ):
+        raise EnqueueFailed(child, code)
+    return Enqueued(child, enqueued.created)
