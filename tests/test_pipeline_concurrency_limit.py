@@ -31,3 +31,18 @@ def test_a_run_over_the_concurrency_limit_waits_then_succeeds_never_marked_never
     first.refresh_from_db()
     second.refresh_from_db()
     assert second.started_at >= first.finished_at  # never both running at once
+
+
+def test_the_global_cap_holds_runs_of_other_workflows_back_too(pipeline):
+    pipeline.worker(concurrency=2, CONVEYOR_GLOBAL_CONCURRENCY_LIMIT=1)
+    slow = enqueue(pipeline.workflow(sleeping(2.0)), trigger_type="manual").execution
+    wait_status(slow.pk, {"running"}, timeout=20)
+    other = enqueue(pipeline.workflow(sleeping(0.1)), trigger_type="manual").execution
+
+    wait_for(lambda: pipeline.metric("conveyor_claims_total", outcome="requeued") >= 1, timeout=20)
+    assert Execution.objects.get(pk=other.pk).status == "pending"
+
+    assert wait_status(other.pk, timeout=30).status == "success"
+    slow.refresh_from_db()
+    other.refresh_from_db()
+    assert other.started_at >= slow.finished_at
