@@ -321,7 +321,29 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Conveyor API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Conveyor API",
+    "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "executions.statuses.ExecutionStatus",
+        "StepStatusEnum": "executions.models.StepStatus",
+        "RunTriggerTypeEnum": "executions.statuses.TriggerType",
+        "WorkflowTriggerTypeEnum": "scheduler.triggers.WORKFLOW_TRIGGERS",
+    },
+}
+# Rate limits of the trigger, re-run and webhook endpoints are counted in this cache: the
+# in-process default multiplies a limit by the number of web processes, so production
+# points it at a shared cache (Redis, or DatabaseCache after `manage.py createcachetable`).
+CACHES = {
+    "default": {
+        "BACKEND": env_str("CONVEYOR_CACHE_BACKEND", "django.core.cache.backends.locmem.LocMemCache"),
+        "LOCATION": env_str("CONVEYOR_CACHE_LOCATION", "conveyor"),
+    }
+}
+CONVEYOR_TRIGGER_RATE = env_str("CONVEYOR_TRIGGER_RATE", "60/minute")
+CONVEYOR_WEBHOOK_RATE = env_str("CONVEYOR_WEBHOOK_RATE", "120/minute")
+CONVEYOR_RUN_REFRESH_MS = env_int("CONVEYOR_RUN_REFRESH_MS", 2000, minimum=200)
+CONVEYOR_WAIT_DEFAULT_S = env_float("CONVEYOR_WAIT_DEFAULT_S", 30.0, minimum=0.0)
 
 # --- logging --------------------------------------------------------------------------
 LOG_JSON = env_bool("CONVEYOR_LOG_JSON", False)

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions.catalogue import CODE_CHOICES, ErrorCategory
-from executions.statuses import IN_PROGRESS, Actor, ErrorType, ExecutionStatus, TriggerType
+from executions.statuses import ERROR_STATUSES, IN_PROGRESS, Actor, ErrorType, ExecutionStatus, TriggerType
 
 
 class Organization(models.Model):
@@ -173,6 +173,17 @@ class Execution(models.Model):
             models.Index(fields=["-created_at"], name="exec_created_idx"),
             models.Index(fields=["error_code", "-created_at"], name="exec_code_created_idx"),
             models.Index(fields=["finished_at", "status", "error_type"], name="exec_finished_status_idx"),
+            models.Index(fields=["trigger_type", "-created_at"], name="exec_trigger_created_idx"),
+            models.Index(
+                fields=["error_type", "-created_at"],
+                name="exec_error_type_created_idx",
+                condition=Q(status__in=sorted(ERROR_STATUSES)),
+            ),
+            models.Index(
+                fields=["error_category", "-created_at"],
+                name="exec_category_created_idx",
+                condition=Q(status__in=sorted(ERROR_STATUSES)),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from executions.api.throttling import RateLimiter
 from scheduler import metrics, webhooks
 
 
@@ -20,6 +21,13 @@ def intake(request: HttpRequest, token: str) -> JsonResponse:
         metrics.WEBHOOK_REQUESTS.labels(outcome="method_not_allowed").inc()
         response = _json(405, {"error": "only POST is accepted"})
         response["Allow"] = "POST"
+        return response
+    # Rate limit per intake URL, before any database or signature work.
+    decision = RateLimiter("webhook", settings.CONVEYOR_WEBHOOK_RATE).hit(token)
+    if not decision.allowed:
+        metrics.WEBHOOK_REQUESTS.labels(outcome="rate_limited").inc()
+        response = _json(429, {"error": "rate limited"})
+        response["Retry-After"] = str(decision.retry_after)
         return response
     endpoint = webhooks.endpoint_for_token(token)
     if endpoint is None:

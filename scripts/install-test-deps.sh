@@ -2,13 +2,15 @@
 # What the test suite needs beyond requirements.txt, installed only when missing:
 # - promtool (Debian's prometheus package) for the alert-rule and /metrics checks;
 # - anvil (npm's @foundry-rs/anvil, pinned in package-lock.json), the local EVM node of
-#   the block-trigger tests.
+#   the block-trigger tests;
+# - Debian's chromium, driven by Playwright (never `playwright install`) in the page tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq

@@ -173,7 +173,7 @@ def _admin_login(base_url: str, username: str, password: str) -> str:
     )
     response = opener.open(request, timeout=10)
     runs = opener.open(f"{base_url}/admin/executions/execution/", timeout=10).read().decode()
-    assert "conveyor-status-success" in runs, "the runs list shows no success badge"
+    assert "cv-badge-success" in runs, "the runs list shows no success badge"
     return urllib.parse.urlparse(response.geturl()).path
 
 

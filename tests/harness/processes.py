@@ -466,7 +466,8 @@ def _settings_under(env: Mapping[str, str]) -> dict[str, object]:
 
     from django.conf import settings
 
-    spec = importlib.util.find_spec(settings.SETTINGS_MODULE)
+    # Under pytest-django's live_server the settings are wrapped and SETTINGS_MODULE is None.
+    spec = importlib.util.find_spec(os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE)
     module = importlib.util.module_from_spec(spec)
     with mock.patch.dict(os.environ, {key: str(value) for key, value in env.items()}):
         spec.loader.exec_module(module)

@@ -1,0 +1,214 @@
+"""What the API shows. A customer sees the customer-facing error of a run and of its
+steps, never the internal message, the classifier rule, the worker's host, a claim token
+or anything a system error's stored text may hold (a stack trace, SQL, a host name)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from executions.definitions import validate_definition
+from executions.errors import InvalidDefinition
+from executions.models import Execution, Runtime, Step, Workflow
+from executions.rerun import rerun_notice
+from executions.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
+from frontend.presentation import step_error_text
+from scheduler.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
+
+S = ExecutionStatus
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    trigger_type = serializers.ChoiceField(
+        choices=[(t, TriggerType(t).label) for t in WORKFLOW_TRIGGERS], default=TriggerType.MANUAL
+    )
+    trigger_config = serializers.JSONField(required=False, default=dict)
+    definition = serializers.JSONField(
+        help_text='{"steps": [{"id": ..., "action": ..., "config": {...}}]}; errors are keyed like steps[1].config.url'
+    )
+    runtime = serializers.ChoiceField(choices=[("", "platform default"), *Runtime.choices], required=False)
+
+    class Meta:
+        model = Workflow
+        fields = (
+            "id",
+            "name",
+            "description",
+            "enabled",
+            "trigger_type",
+            "trigger_config",
+            "definition",
+            "version",
+            "runtime",
+            "concurrency_limit",
+            "deadline_seconds",
+            "system_retry_max_attempts",
+            "system_retry_backoff_seconds",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ("id", "version", "created_at", "updated_at")
+
+    def validate_definition(self, value):
+        try:
+            return validate_definition(value)
+        except InvalidDefinition as exc:
+            # One entry per problem, keyed by where it is: {"steps[1].config.url": [...]}.
+            raise serializers.ValidationError({key: [message] for key, message in exc.errors.items()}) from None
+
+    def validate(self, attrs):
+        trigger_type = attrs.get("trigger_type", getattr(self.instance, "trigger_type", TriggerType.MANUAL))
+        trigger_config = attrs.get("trigger_config", getattr(self.instance, "trigger_config", {}))
+        try:
+            attrs["trigger_config"] = validate_trigger(trigger_type, trigger_config)
+        except InvalidTrigger as exc:
+            errors: dict[str, object] = {}
+            config_errors: dict[str, list[str]] = {}
+            for key, message in exc.errors.items():
+                if key.startswith("trigger_config."):
+                    config_errors[key.removeprefix("trigger_config.")] = [message]
+                else:
+                    errors.setdefault(key, []).append(message)
+            if config_errors:
+                errors["trigger_config"] = config_errors
+            raise serializers.ValidationError(errors) from None
+        return attrs
+
+
+class RunErrorSerializer(serializers.Serializer):
+    """A failed run's error as its organization sees it."""
+
+    type = serializers.CharField(help_text="user, external or system")
+    category = serializers.CharField()
+    code = serializers.CharField(help_text="PREFIX-NNNN for a system error, empty otherwise")
+    message = serializers.CharField(help_text="customer-facing: a system error's catalogue text and code")
+    safe_to_rerun = serializers.BooleanField(help_text="true only when the run provably did no work")
+
+
+def run_error(execution: Execution) -> dict | None:
+    if execution.status not in ERROR_STATUSES or not execution.error_type:
+        return None
+    return {
+        "type": execution.error_type,
+        "category": execution.error_category,
+        "code": execution.error_code,
+        "message": execution.customer_message,
+        "safe_to_rerun": execution.safe_to_rerun,
+    }
+
+
+class RunSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=[(s, S(s).label) for s in ALL_STATUSES], read_only=True)
+    status_label = serializers.SerializerMethodField()
+    workflow_name = serializers.CharField(source="workflow.name", read_only=True)
+    terminal = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Execution
+        fields = (
+            "id",
+            "workflow",
+            "workflow_name",
+            "workflow_version",
+            "status",
+            "status_label",
+            "terminal",
+            "trigger_type",
+            "error",
+            "attempt",
+            "rerun_of",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "steps_total",
+            "steps_started",
+            "steps_succeeded",
+            "steps_failed",
+        )
+        read_only_fields = fields
+
+    def get_status_label(self, obj: Execution) -> str:
+        return S(obj.status).label
+
+    def get_terminal(self, obj: Execution) -> bool:
+        return obj.status in TERMINAL
+
+    @extend_schema_field(RunErrorSerializer(allow_null=True))
+    def get_error(self, obj: Execution) -> dict | None:
+        return run_error(obj)
+
+
+class StepSerializer(serializers.ModelSerializer):
+    error = serializers.SerializerMethodField()
+    duration_ms = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Step
+        fields = (
+            "step_id",
+            "action",
+            "position",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "output",
+            "error",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_error(self, obj: Step) -> str | None:
+        if not obj.error_type:
+            return None
+        run = self.context.get("run")
+        # A system error's step text is internal: the run's customer message instead.
+        return step_error_text(obj.error_type, obj.error_message, run.customer_message if run else "")
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_duration_ms(self, obj: Step) -> int | None:
+        if obj.finished_at is None:
+            return None
+        return max(0, int((obj.finished_at - obj.started_at).total_seconds() * 1000))
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = serializers.SerializerMethodField()
+    rerun_notice = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "steps")
+        read_only_fields = fields
+
+    def get_rerun_notice(self, obj: Execution) -> str:
+        return rerun_notice(obj)
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_steps(self, obj: Execution) -> list[dict]:
+        return StepSerializer(obj.steps.all(), many=True, context={**self.context, "run": obj}).data
+
+
+class TriggerRunSerializer(serializers.Serializer):
+    input = serializers.DictField(required=False, default=dict, help_text="the run's input (a JSON object)")
+
+
+class RunAcceptedSerializer(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    status = serializers.CharField()
+
+
+class RerunAcceptedSerializer(RunAcceptedSerializer):
+    rerun_of = serializers.UUIDField()
+
+
+class RunNotQueuedSerializer(serializers.Serializer):
+    run_id = serializers.UUIDField()
+    error = serializers.CharField(help_text="customer-facing: the platform could not queue the run")
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

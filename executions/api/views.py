@@ -1,0 +1,289 @@
+"""The REST API views. Every queryset starts from the caller's organization, so another
+organization's workflow or run answers 404 exactly like one that does not exist."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from executions import services
+from executions.api.permissions import IsOrganizationMember, organization_of
+from executions.api.serializers import (
+    DetailSerializer,
+    RerunAcceptedSerializer,
+    RunAcceptedSerializer,
+    RunDetailSerializer,
+    RunNotQueuedSerializer,
+    RunSerializer,
+    TriggerRunSerializer,
+    WorkflowSerializer,
+)
+from executions.api.throttling import TriggerRateThrottle
+from executions.catalogue import CATALOGUE
+from executions.models import Execution, Organization, Workflow
+from executions.statuses import ALL_STATUSES, TERMINAL, Actor, TriggerType, parse_statuses
+
+WAIT_MAX_S = 30.0
+WAIT_POLL_S = 0.2
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    """Keyset pagination, newest first: a page costs the same on page 1 and page 10,000
+    and never counts the table."""
+
+    ordering = ("-created_at", "-pk")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class OrganizationScoped:
+    permission_classes = (IsAuthenticated, IsOrganizationMember)
+    request: Request
+
+    @property
+    def organization(self) -> Organization:
+        org = organization_of(self.request.user)
+        assert org is not None  # IsOrganizationMember ran first
+        return org
+
+    def actor_name(self) -> str:
+        return f"api:{self.request.user.get_username()}"
+
+
+def _not_queued(exc: services.EnqueueFailed) -> Response:
+    # The customer message only: the internal cause (hosts, the SQS error) stays in the run.
+    return Response(
+        {"run_id": str(exc.execution.pk), "error": exc.customer_message}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+    )
+
+
+def _accepted(execution: Execution, **extra) -> Response:
+    body = {"run_id": str(execution.pk), "status": execution.status, **extra}
+    response = Response(body, status=status.HTTP_202_ACCEPTED)
+    response["Location"] = reverse("api:run-detail", kwargs={"pk": execution.pk})
+    return response
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the organization's workflows"),
+    create=extend_schema(summary="Create a workflow (the definition is validated, errors per field)"),
+    retrieve=extend_schema(summary="A workflow"),
+    update=extend_schema(summary="Replace a workflow"),
+    partial_update=extend_schema(summary="Change a workflow"),
+    destroy=extend_schema(summary="Delete a workflow (soft delete: its runs keep it)"),
+)
+class WorkflowViewSet(OrganizationScoped, viewsets.ModelViewSet):
+    serializer_class = WorkflowSerializer
+    lookup_value_regex = "[0-9]+"
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self) -> QuerySet[Workflow]:
+        return Workflow.objects.alive().filter(organization=self.organization)
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(organization=self.organization)
+
+    def perform_destroy(self, instance: Workflow) -> None:
+        instance.deleted_at = timezone.now()
+        instance.save(update_fields=["deleted_at", "updated_at"])
+
+    @extend_schema(
+        summary="Run the workflow now",
+        request=TriggerRunSerializer,
+        responses={
+            202: RunAcceptedSerializer,
+            409: OpenApiResponse(DetailSerializer, description="the workflow is disabled"),
+            429: OpenApiResponse(DetailSerializer, description="rate limited"),
+            503: OpenApiResponse(RunNotQueuedSerializer, description="the run could not be queued"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="runs", url_name="runs")
+    def trigger(self, request: Request, pk=None) -> Response:
+        workflow = self.get_object()
+        body = TriggerRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            execution = services.run_now(workflow, actor=self.actor_name(), input=body.validated_data["input"])
+        except services.WorkflowNotRunnable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.EnqueueFailed as exc:
+            return _not_queued(exc)
+        return _accepted(execution)
+
+    def get_throttles(self):
+        if self.action == "trigger":
+            return [TriggerRateThrottle()]
+        return super().get_throttles()
+
+
+class RunFilterSerializer(serializers.Serializer):
+    """The runs list's query parameters (status is parsed apart: several values, and an
+    unknown one is a 400 naming the allowed values)."""
+
+    workflow = serializers.IntegerField(required=False, min_value=1)
+    trigger_type = serializers.ChoiceField(choices=TriggerType.choices, required=False)
+    error_code = serializers.ChoiceField(choices=sorted(CATALOGUE), required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+def statuses_from(request: Request) -> list[str]:
+    raw = [value for value in request.query_params.getlist("status") if value is not None]
+    try:
+        return parse_statuses(",".join(raw))
+    except ValueError as exc:
+        raise ValidationError({"status": [str(exc)]}) from None
+
+
+STATUS_PARAMETER = OpenApiParameter(
+    "status",
+    {"type": "array", "items": {"type": "string", "enum": list(ALL_STATUSES)}},
+    description=(
+        "Only runs in these statuses (any status, system_error included). Several at once: "
+        "repeat the parameter or separate with commas. An unknown status is a 400 naming the allowed values."
+    ),
+    style="form",
+    explode=True,
+)
+RUN_LOOKUP = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the run's id")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the organization's runs", parameters=[STATUS_PARAMETER, RunFilterSerializer]),
+    retrieve=extend_schema(summary="A run, its steps and its customer-facing error", parameters=[RUN_LOOKUP]),
+)
+class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    pagination_class = NewestFirstCursorPagination
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def get_throttles(self):
+        if self.action == "rerun":
+            return [TriggerRateThrottle()]
+        return super().get_throttles()
+
+    def get_serializer_class(self):
+        return RunSerializer if self.action == "list" else RunDetailSerializer
+
+    def get_queryset(self) -> QuerySet[Execution]:
+        queryset = Execution.objects.filter(organization=self.organization).select_related("workflow")
+        if self.action == "list":
+            return self._filtered(queryset)
+        return queryset.prefetch_related("steps")
+
+    def get_object(self) -> Execution:
+        try:
+            uuid.UUID(str(self.kwargs["pk"]))
+        except ValueError:
+            raise Http404("no such run") from None
+        return super().get_object()
+
+    def _filtered(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        statuses = statuses_from(self.request)
+        filters = RunFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        if statuses:
+            queryset = queryset.filter(status__in=statuses)
+        if "workflow" in values:
+            queryset = queryset.filter(workflow_id=values["workflow"])
+        if "trigger_type" in values:
+            queryset = queryset.filter(trigger_type=values["trigger_type"])
+        if "error_code" in values:
+            queryset = queryset.filter(error_code=values["error_code"])
+        if "created_after" in values:
+            queryset = queryset.filter(created_at__gte=values["created_after"])
+        if "created_before" in values:
+            queryset = queryset.filter(created_at__lt=values["created_before"])
+        return queryset
+
+    @extend_schema(
+        summary="Re-run a finished run",
+        request=None,
+        parameters=[RUN_LOOKUP],
+        responses={
+            202: RerunAcceptedSerializer,
+            409: OpenApiResponse(DetailSerializer, description="the run is not finished or its workflow cannot run"),
+            429: OpenApiResponse(DetailSerializer, description="rate limited"),
+            503: OpenApiResponse(RunNotQueuedSerializer, description="the new run could not be queued"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, pk=None) -> Response:
+        execution = self.get_object()
+        try:
+            child = services.rerun_run(execution, actor=self.actor_name())
+        except services.RerunRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.EnqueueFailed as exc:
+            return _not_queued(exc)
+        return _accepted(child, rerun_of=str(execution.pk))
+
+    @extend_schema(
+        summary="Cancel a pending or running run (a running run's runtime is stopped)",
+        request=None,
+        parameters=[RUN_LOOKUP],
+        responses={200: RunSerializer, 409: OpenApiResponse(DetailSerializer, description="already finished")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        execution = self.get_object()
+        try:
+            services.cancel_run(execution.pk, actor=Actor.API, who=self.actor_name())
+        except services.CancelRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        execution.refresh_from_db()
+        return Response(RunSerializer(execution).data)
+
+    @extend_schema(
+        summary="Wait until the run is finished, or until the timeout (at most 30 s)",
+        parameters=[
+            RUN_LOOKUP,
+            OpenApiParameter(
+                "timeout",
+                OpenApiTypes.NUMBER,
+                description=f"seconds to wait (default and maximum {WAIT_MAX_S:.0f}); "
+                "the answer's `terminal` says whether the run finished",
+            ),
+        ],
+        responses={200: RunDetailSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def wait(self, request: Request, pk=None) -> Response:
+        execution = self.get_object()
+        timeout = _wait_timeout(request.query_params.get("timeout"))
+        deadline = time.monotonic() + timeout
+        current = execution.status
+        while current not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+            current = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
+        if current != execution.status:
+            execution = self.get_queryset().get(pk=execution.pk)
+        return Response(RunDetailSerializer(execution).data)
+
+
+def _wait_timeout(raw: str | None) -> float:
+    if raw in (None, ""):
+        return getattr(settings, "CONVEYOR_WAIT_DEFAULT_S", WAIT_MAX_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError({"timeout": ["must be a number of seconds"]}) from None
+    if value != value or value < 0:  # NaN or negative
+        raise ValidationError({"timeout": ["must be a number of seconds, 0 or more"]})
+    return min(value, WAIT_MAX_S)
