@@ -4,6 +4,9 @@ no-op tasks on the same broker, worker and concurrency, in the same run.
     .venv/bin/python bench/bench_pipeline.py            # N=300, prefork x2
     .venv/bin/python bench/bench_pipeline.py -n 500 --isolated-n 100
 
+Both phases publish from the same pool of producer threads (a platform's producers are
+many: web processes, beat), paced by one poller.
+
 A platform run is: enqueue (INSERT + transition log + signed SendMessage) → worker
 (verify, claim CAS, step row, engine, completion CAS, transition log) → `success` row.
 Runs are published with a window (at most W not yet finished), like the baseline, so
@@ -15,12 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BENCH_DATABASE = os.environ.get("CONVEYOR_BENCH_DATABASE", "conveyor_bench")
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
+os.environ.setdefault("CONVEYOR_LOG_LEVEL", "WARNING")  # the producer's log lines are not what is measured
 
 
 def _ensure_database() -> None:
@@ -41,33 +46,91 @@ from bench._common import BenchPipeline, Throughput  # noqa: E402  (sets Django 
 NOOP = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"ok": True}}}]}
 
 
-def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int) -> Throughput:
+def paced(label: str, n: int, publish, done, *, window: int, producers: int, timeout: float = 600) -> Throughput:
+    """Publish `n` items from `producers` threads, never more than `window` ahead of what
+    the workers finished (`done()`, read by one poller so the reading costs the same in
+    both phases), and time until all are done."""
+    from django.db import connection
+
+    lock = threading.Lock()
+    state = {"sent": 0, "done": 0, "publishing": 0.0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            state["done"] = done()
+            time.sleep(0.02)
+        connection.close()
+
+    def produce() -> None:
+        try:
+            while True:
+                with lock:
+                    if state["sent"] >= n:
+                        return
+                    state["sent"] += 1
+                    mine = state["sent"]
+                while mine - state["done"] > window:
+                    time.sleep(0.002)
+                t0 = time.monotonic()
+                publish()
+                with lock:
+                    state["publishing"] += time.monotonic() - t0
+        finally:
+            connection.close()
+
+    started = time.monotonic()
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    threads = [threading.Thread(target=produce) for _ in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deadline = started + timeout
+    while state["done"] < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label}: only {state['done']}/{n} done in {timeout}s")
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    stop.set()
+    poller.join()
+    return Throughput(label=label, tasks=n, seconds=elapsed, publish_seconds=state["publishing"])
+
+
+def measure_bare(pipeline: BenchPipeline, n: int, window: int, producers: int) -> Throughput:
+    from tests.harness.noop_tasks import counted
+
+    before = counted(pipeline.counter_file)
+    return paced(
+        "bare Celery no-op tasks",
+        n,
+        lambda: pipeline.app.send_task("bench.noop"),
+        lambda: counted(pipeline.counter_file) - before,
+        window=window,
+        producers=producers,
+    )
+
+
+def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int, producers: int) -> Throughput:
     from executions.models import Execution, Organization, Workflow
     from executions.statuses import TERMINAL
     from scheduler.enqueue import enqueue
 
     org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     workflow = Workflow.objects.create(organization=org, name=f"bench-{runtime}", definition=NOOP, runtime=runtime)
-
-    def finished() -> int:
-        return Execution.objects.filter(workflow=workflow, status__in=TERMINAL).count()
-
-    started = time.monotonic()
-    publishing = 0.0
-    done = 0
-    for sent in range(n):
-        while sent - done >= window:
-            time.sleep(0.02)  # the count query itself costs CPU on a 2-core machine
-            done = finished()
-        t0 = time.monotonic()
-        enqueue(workflow, trigger_type="manual")
-        publishing += time.monotonic() - t0
-    pipeline.time_until(lambda: finished() >= n, timeout=600, interval=0.02)
-    elapsed = time.monotonic() - started
+    result = paced(
+        f"platform runs, {runtime} runtime",
+        n,
+        lambda: enqueue(workflow, trigger_type="manual"),
+        lambda: Execution.objects.filter(workflow=workflow, status__in=TERMINAL).count(),
+        window=window,
+        producers=producers,
+    )
     failed = Execution.objects.filter(workflow=workflow).exclude(status="success").count()
     if failed:
         raise RuntimeError(f"{failed} of {n} {runtime} runs did not succeed")
-    return Throughput(label=f"platform runs, {runtime} runtime", tasks=n, seconds=elapsed, publish_seconds=publishing)
+    return result
 
 
 def main() -> None:
@@ -76,18 +139,20 @@ def main() -> None:
     parser.add_argument("--isolated-n", type=int, default=60, help="isolated runs (a child process each)")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--producers", type=int, default=4, help="publishing threads (web processes, beat...)")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    with BenchPipeline(
-        concurrency=args.concurrency, extra_env={"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
-    ) as pipeline:
-        pipeline.measure_noop(20, window=args.window, label="warm-up")
-        baseline = pipeline.measure_noop(args.n, window=args.window, label="bare Celery no-op tasks")
-        inline = measure_runs(pipeline, args.n, "inline", args.window)
-        isolated = measure_runs(pipeline, args.isolated_n, "isolated", args.window)
+    env = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
+    with BenchPipeline(concurrency=args.concurrency, extra_env=env) as pipeline:
+        measure_bare(pipeline, 20, args.window, args.producers)  # warm-up
+        baseline = measure_bare(pipeline, args.n, args.window, args.producers)
+        inline = measure_runs(pipeline, args.n, "inline", args.window, args.producers)
+        isolated = measure_runs(pipeline, args.isolated_n, "isolated", args.window, args.producers)
 
-    print(f"\nprefork x{args.concurrency}, moto SQS, PostgreSQL, window {args.window}")
+    print(
+        f"\nprefork x{args.concurrency}, moto SQS, PostgreSQL, window {args.window}, {args.producers} producer threads"
+    )
     for result in (baseline, inline, isolated):
         print(f"  {result.summary()}")
     print(f"  cost ratio inline/bare   = {baseline.rate / inline.rate:.2f}x  (target <= 1.5x)")
