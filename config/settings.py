@@ -243,6 +243,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
     "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
     "polling_interval": SQS_POLLING_INTERVAL,
+    # A producer whose connection is not yet open must fail fast during an SQS outage:
+    # without a bound, kombu retries opening the channel for ever and the caller hangs
+    # (the worker's own connection has Celery's broker_connection_* settings instead).
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
     "client-config": {
         "connect_timeout": SQS_CONNECT_TIMEOUT_S,
         "read_timeout": max(SQS_READ_TIMEOUT_S, SQS_WAIT_TIME_SECONDS + 5),

@@ -58,3 +58,18 @@ def test_a_duplicate_dispatch_key_creates_nothing_and_returns_the_existing_run(p
     assert second.execution.pk == first.execution.pk
     assert Execution.objects.filter(dispatch_key="manual:abc").count() == 1
     assert sqs_queues.count("runs") == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_producer_with_no_open_connection_fails_fast_during_an_outage(producer_app, sqs_proxy):
+    """A producer that must first open its channel (no pooled connection) during an outage
+    still answers MS-0001: the transport's retry bound (max_retries) stops kombu's
+    channel-opening retries."""
+    from tests.harness.processes import _reset_celery_connections
+
+    workflow = make_workflow()
+    sqs_proxy.cut()
+    _reset_celery_connections(producer_app)
+    with pytest.raises(EnqueueFailed) as failure:
+        enqueue(workflow, trigger_type="manual")
+    assert Execution.objects.get(pk=failure.value.execution.pk).error_code == "MS-0001"
