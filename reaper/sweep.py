@@ -108,31 +108,27 @@ def _pass(report: SweepReport, where: Q, order: str, batch_size: int, reap) -> N
             return
 
 
-def _reap_pending(pk, where: Q, now: datetime) -> str | None:
-    minutes = settings.START_THRESHOLD_S / 60
+def _reap(pk, code: str, message: str, *, expected: str, condition: Q, now: datetime) -> str | None:
+    """One reaper write: the CAS re-checks `condition` (staleness, no step...) itself."""
     result = fail(
         pk,
-        system_fault(
-            "P-0005", f"pending for more than {minutes:g} min: the queue message never reached a worker", rule="reaper"
-        ),
+        system_fault(code, message, rule="reaper"),
         actor=Actor.REAPER,
-        expected=[S.PENDING],
-        condition=where,
+        expected=[expected],
+        condition=condition,
         now=now,
     )
-    return "P-0005" if result.won else None
+    return code if result.won else None
+
+
+def _reap_pending(pk, where: Q, now: datetime) -> str | None:
+    minutes = settings.START_THRESHOLD_S / 60
+    message = f"pending for more than {minutes:g} min: the queue message never reached a worker"
+    return _reap(pk, "P-0005", message, expected=S.PENDING, condition=where, now=now)
 
 
 def _reap_deadline(pk, where: Q, now: datetime) -> str | None:
-    result = fail(
-        pk,
-        system_fault("E-0001", "run passed its deadline", rule="reaper"),
-        actor=Actor.REAPER,
-        expected=[S.RUNNING],
-        condition=where,
-        now=now,
-    )
-    return "E-0001" if result.won else None
+    return _reap(pk, "E-0001", "run passed its deadline", expected=S.RUNNING, condition=where, now=now)
 
 
 def _reap_stale(pk, where: Q, now: datetime) -> str | None:
@@ -140,22 +136,10 @@ def _reap_stale(pk, where: Q, now: datetime) -> str | None:
     if row is None:
         return None
     detail = f"no heartbeat since {row['heartbeat_at']:%Y-%m-%dT%H:%M:%S%z} (worker {row['worker'] or 'unknown'})"
-    result = fail(
-        pk,
-        system_fault("P-0001", f"claimed, then lost before its first step: {detail}", rule="reaper"),
-        actor=Actor.REAPER,
-        expected=[S.RUNNING],
-        condition=where & no_step_started(),
-        now=now,
+    no_step = _reap(
+        pk, "P-0001", f"claimed, then lost before its first step: {detail}",
+        expected=S.RUNNING, condition=where & no_step_started(), now=now,
+    )  # fmt: skip
+    return no_step or _reap(
+        pk, "P-0003", f"worker lost: {detail}", expected=S.RUNNING, condition=where & some_step_started(), now=now
     )
-    if result.won:
-        return "P-0001"
-    result = fail(
-        pk,
-        system_fault("P-0003", f"worker lost: {detail}", rule="reaper"),
-        actor=Actor.REAPER,
-        expected=[S.RUNNING],
-        condition=where & some_step_started(),
-        now=now,
-    )
-    return "P-0003" if result.won else None
