@@ -236,13 +236,6 @@ DID_NO_WORK_CODES: frozenset[str] = frozenset(code for code, e in CATALOGUE.item
 CODE_CHOICES: list[tuple[str, str]] = [(code, f"{code} {e.meaning}") for code, e in CATALOGUE.items()]
 
 
-def entry(code: str) -> CatalogueEntry:
-    try:
-        return CATALOGUE[code]
-    except KeyError:
-        raise ValueError(f"unknown error code {code!r}") from None
-
-
 def customer_message(*, status: str, error_type: str, error_code: str, error_message: str) -> str:
     """What a customer is shown about a failed run.
 

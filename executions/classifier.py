@@ -33,10 +33,6 @@ class Classification:
     rule: str
     message: str  # internal: may name hosts or SQL; never shown to a customer
 
-    @property
-    def is_system(self) -> bool:
-        return self.error_type == ErrorType.SYSTEM
-
 
 @dataclass(frozen=True)
 class Rule:

@@ -34,13 +34,15 @@ def _client(endpoint: str, region: str, connect_timeout: float, read_timeout: fl
     )
 
 
-def client():
+def client(*, timeout: float | None = None, attempts: int | None = None):
+    """The SQS client for the configured endpoint; `timeout` and `attempts` tighten it for
+    callers that must answer during an outage (the metrics' queue-depth read)."""
     return _client(
         settings.SQS_ENDPOINT_URL,
         settings.AWS_REGION,
-        settings.SQS_CONNECT_TIMEOUT_S,
-        settings.SQS_READ_TIMEOUT_S,
-        settings.SQS_MAX_ATTEMPTS,
+        timeout if timeout is not None else settings.SQS_CONNECT_TIMEOUT_S,
+        timeout if timeout is not None else settings.SQS_READ_TIMEOUT_S,
+        attempts if attempts is not None else settings.SQS_MAX_ATTEMPTS,
     )
 
 
@@ -100,11 +102,3 @@ def dead_letter_safely(body: object, *, reason: str, source: str, detail: str = 
     except Exception:
         logger.exception("could not copy a refused message to the dead-letter queue", extra={"reason": reason})
         return False
-
-
-def depth(queue: str) -> int:
-    attributes = client().get_queue_attributes(
-        QueueUrl=queue_url(queue),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes.get("ApproximateNumberOfMessages", 0))

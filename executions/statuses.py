@@ -77,10 +77,6 @@ def status_for_error_type(error_type: str) -> str:
     raise ValueError(f"unknown error type {error_type!r}")
 
 
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
-
-
 def parse_statuses(raw: str | list[str]) -> list[str]:
     """Parse a comma-separated (or listed) status filter; unknown names raise ValueError
     naming the allowed values, so a filter is never silently ignored."""

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from executions import metrics
 from executions.classifier import Classification, system_fault
-from executions.models import Execution, Step, StepStatus, WorkflowVersion
+from executions.models import Execution, Step, WorkflowVersion
 from executions.secrets import load_organization_secrets
 from executions.statuses import Actor, ExecutionStatus, status_for_error_type
 from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
@@ -206,6 +206,3 @@ def _observe_duration(claimed: Claimed, won: bool, status: str, error_type: str,
     if won and claimed.started_at is not None:
         seconds = max(0.0, (now - claimed.started_at).total_seconds())
         metrics.EXECUTION_DURATION.labels(status=status, error_type=error_type or "none").observe(seconds)
-
-
-STEP_STATUSES = {s.value for s in StepStatus}

@@ -144,7 +144,7 @@ def _run_context(run: Execution) -> dict:
         "steps": list(run.steps.all()),
         "explanation": presentation.explanation(run.status, run.error_type, run.error_code),
         "rerun_notice": rerun_notice(run),
-        "is_terminal": run.status in TERMINAL,
+        "is_terminal": run.is_terminal,
         "in_progress": run.status in IN_PROGRESS,
     }
 
@@ -172,7 +172,7 @@ def run_status(request: HttpRequest, run_id: uuid.UUID) -> JsonResponse:
         {
             "id": str(run.pk),
             "status": run.status,
-            "terminal": run.status in TERMINAL,
+            "terminal": run.is_terminal,
             "status_html": render_to_string("frontend/_run_status.html", context, request=request),
             "steps_html": render_to_string("frontend/_run_steps.html", context, request=request),
             "outcome_html": render_to_string("frontend/_run_outcome.html", context, request=request),

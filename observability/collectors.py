@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -33,6 +32,8 @@ from prometheus_client.registry import Collector
 
 from executions.catalogue import CATALOGUE, SYSTEM_CATEGORIES
 from executions.models import Execution, Organization, Workflow
+from executions.queue import client as queue_client
+from executions.queue import full_name
 from executions.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, ErrorType, ExecutionStatus, status_for_error_type
 from observability import conf
 
@@ -239,19 +240,6 @@ class DatabaseCollector(Collector):
 # --------------------------------------------------------------------------------------
 
 
-@cache
-def _sqs_client(endpoint: str, region: str, timeout: float):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "sqs",
-        endpoint_url=endpoint or None,
-        region_name=region,
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"}),
-    )
-
-
 @dataclass
 class _QueueReading:
     visible: int = 0
@@ -291,7 +279,7 @@ class QueueDepthCache:
             return {queue: state.readings.get(queue, _QueueReading()) for queue in queues}
 
     def _refresh(self, state: _QueueState, queues: list[str]) -> None:
-        client = _sqs_client(settings.SQS_ENDPOINT_URL, settings.AWS_REGION, float(conf.get("METRICS_QUEUE_TIMEOUT_S")))
+        client = queue_client(timeout=float(conf.get("METRICS_QUEUE_TIMEOUT_S")), attempts=1)
         failed = False
         for queue in queues:
             reading = state.readings.setdefault(queue, _QueueReading())
@@ -300,7 +288,7 @@ class QueueDepthCache:
                 continue
             try:
                 if queue not in state.urls:
-                    state.urls[queue] = client.get_queue_url(QueueName=f"{settings.QUEUE_PREFIX}{queue}")["QueueUrl"]
+                    state.urls[queue] = client.get_queue_url(QueueName=full_name(queue))["QueueUrl"]
                 attributes = client.get_queue_attributes(
                     QueueUrl=state.urls[queue],
                     AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],

@@ -473,14 +473,8 @@ class Command(BaseCommand):
     def _create_queues(self) -> list[str]:
         from executions import queue
 
-        # Created here with the visibility timeout from settings (kombu only sets it on the
-        # queues it creates itself), then looked up through executions.queue.
-        client = queue.client()
-        for name in (settings.RUNS_QUEUE, settings.MAINTENANCE_QUEUE, settings.DEAD_LETTER_QUEUE):
-            client.create_queue(
-                QueueName=queue.full_name(name),
-                Attributes={"VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT)},
-            )
+        # Created before kombu sees them, with the visibility timeout from settings (kombu
+        # only sets it on the queues it creates itself).
         return sorted(queue.full_name(name) for name in queue.ensure_queues())
 
     def _run_example(self) -> None:
