@@ -86,7 +86,10 @@ TEMPLATES = [
 # tests. SQLite shared by web, worker and beat needs WAL, a busy timeout and IMMEDIATE
 # transactions, or they hit "database is locked" (which the classifier would rightly call
 # C-0002).
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'conveyor.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL", "")
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the default database lives there
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'conveyor.sqlite3'}"
 try:
     _database = dj_database_url.parse(DATABASE_URL)
 except Exception as exc:  # dj_database_url raises several types for a malformed URL
