@@ -29,9 +29,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from executions.statuses import ExecutionStatus as S  # noqa: E402  (statuses have one home)
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/conveyor_bench"
 WORKFLOWS = 20
-IN_FLIGHT = {"pending": 300, "running": 100}
+IN_FLIGHT = {S.PENDING: 300, S.RUNNING: 100}
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,9 +78,9 @@ def setup_django(url: str) -> None:
 # One expression per column, over g (1..n, from generate_series), r = mod(g, 100) (the status
 # mix: 80% success, 10% error, 5% system_error, 3% cancelled, 2% skipped) and the flags
 # recent (within the window) / flight (still in progress).
-STATUS = """CASE WHEN flight THEN (CASE WHEN mod(g, 4) = 0 THEN 'running' ELSE 'pending' END)
-    WHEN r < 80 THEN 'success' WHEN r < 90 THEN 'error' WHEN r < 95 THEN 'system_error'
-    WHEN r < 98 THEN 'cancelled' ELSE 'skipped' END"""
+STATUS = f"""CASE WHEN flight THEN (CASE WHEN mod(g, 4) = 0 THEN '{S.RUNNING}' ELSE '{S.PENDING}' END)
+    WHEN r < 80 THEN '{S.SUCCESS}' WHEN r < 90 THEN '{S.ERROR}' WHEN r < 95 THEN '{S.SYSTEM_ERROR}'
+    WHEN r < 98 THEN '{S.CANCELLED}' ELSE '{S.SKIPPED}' END"""
 ERROR_TYPE = """CASE WHEN flight THEN '' WHEN r >= 80 AND r < 87 THEN 'user' WHEN r >= 87 AND r < 90 THEN 'external'
     WHEN r >= 90 AND r < 95 THEN 'system' ELSE '' END"""
 CODES = "(ARRAY['P-0003','P-0005','C-0002','C-0001','E-0001','N-0001','C-0004','P-0001'])"

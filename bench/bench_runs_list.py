@@ -34,6 +34,10 @@ import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+from executions.statuses import ExecutionStatus  # noqa: E402  (statuses have one home)
+
+S = ExecutionStatus
 SERVER_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 TARGET_MS = 300.0
 TARGET_RATIO = 1.5
@@ -113,25 +117,26 @@ def load(database: str, runs: int, reload: bool) -> None:
         SELECT
             gen_random_uuid(), (%(workflows)s::bigint[])[w + 1], (%(orgs)s::bigint[])[w + 1], 1,
             (ARRAY['schedule', 'manual', 'event', 'block'])[(g / 11) %% 4 + 1], NULL, status, '',
-            CASE status WHEN 'error' THEN (CASE WHEN (g / 7) %% 4 = 0 THEN 'external' ELSE 'user' END)
-                        WHEN 'system_error' THEN 'system' ELSE '' END,
-            CASE status WHEN 'error' THEN (CASE WHEN (g / 7) %% 4 = 0 THEN 'external_service' ELSE 'workflow' END)
-                        WHEN 'system_error' THEN (%(categories)s::text[])[c + 1] ELSE '' END,
-            CASE status WHEN 'system_error' THEN (%(codes)s::text[])[c + 1] ELSE '' END,
-            CASE status WHEN 'error' THEN 'step failed' WHEN 'system_error' THEN 'internal: worker lost' ELSE '' END,
-            CASE status WHEN 'error' THEN 'step-exception' WHEN 'system_error' THEN 'explicit' ELSE '' END,
+            CASE status WHEN %(st_error)s THEN (CASE WHEN (g / 7) %% 4 = 0 THEN 'external' ELSE 'user' END)
+                        WHEN %(st_system_error)s THEN 'system' ELSE '' END,
+            CASE status WHEN %(st_error)s THEN (CASE WHEN (g / 7) %% 4 = 0 THEN 'external_service' ELSE 'workflow' END)
+                        WHEN %(st_system_error)s THEN (%(categories)s::text[])[c + 1] ELSE '' END,
+            CASE status WHEN %(st_system_error)s THEN (%(codes)s::text[])[c + 1] ELSE '' END,
+            CASE status WHEN %(st_error)s THEN 'step failed'
+                        WHEN %(st_system_error)s THEN 'internal: worker lost' ELSE '' END,
+            CASE status WHEN %(st_error)s THEN 'step-exception' WHEN %(st_system_error)s THEN 'explicit' ELSE '' END,
             '{}'::jsonb, NULL, 1, '', NULL, '', created, created, created + interval '1 second',
-            CASE WHEN status IN ('pending', 'running') THEN NULL ELSE created + interval '3 seconds' END,
-            CASE WHEN status = 'running' THEN now() ELSE NULL END,
-            NULL, CASE WHEN status IN ('pending', 'running') THEN NULL ELSE 3000 END, 1, 1, 1, 0, NULL
+            CASE WHEN status IN (%(st_pending)s, %(st_running)s) THEN NULL ELSE created + interval '3 seconds' END,
+            CASE WHEN status = %(st_running)s THEN now() ELSE NULL END,
+            NULL, CASE WHEN status IN (%(st_pending)s, %(st_running)s) THEN NULL ELSE 3000 END, 1, 1, 1, 0, NULL
         FROM (
             SELECT g, CASE WHEN (g / 7) %% 5 = 0 THEN 0 ELSE (g / 100) %% %(n_workflows)s END AS w,
                    (g / 3) %% %(n_codes)s AS c,
                    now() - make_interval(secs => (%(runs)s - g) * %(step)s) AS created,
-                   CASE WHEN g %% 1000 = 999 THEN 'running' WHEN g %% 1000 = 998 THEN 'pending'
-                        WHEN g %% 100 < 85 THEN 'success' WHEN g %% 100 < 93 THEN 'error'
-                        WHEN g %% 100 < 96 THEN 'system_error' WHEN g %% 100 < 98 THEN 'cancelled'
-                        ELSE 'skipped' END AS status
+                   CASE WHEN g %% 1000 = 999 THEN %(st_running)s WHEN g %% 1000 = 998 THEN %(st_pending)s
+                        WHEN g %% 100 < 85 THEN %(st_success)s WHEN g %% 100 < 93 THEN %(st_error)s
+                        WHEN g %% 100 < 96 THEN %(st_system_error)s WHEN g %% 100 < 98 THEN %(st_cancelled)s
+                        ELSE %(st_skipped)s END AS status
             FROM generate_series(%(start)s, %(stop)s) AS g
         ) AS runs
     """
@@ -141,6 +146,7 @@ def load(database: str, runs: int, reload: bool) -> None:
             cursor.execute(
                 sql,
                 {
+                    **{f"st_{status}": status for status in ExecutionStatus.values},
                     "workflows": workflow_ids,
                     "orgs": org_ids,
                     "codes": codes,
@@ -191,12 +197,12 @@ def measure(database: str, repeat: int) -> None:
     admin_list = "/admin/executions/execution/"
     cases = {
         "admin: unfiltered": (admin, admin_list),
-        "admin: System Error": (admin, f"{admin_list}?status__exact=system_error"),
-        "admin: workflow + status": (admin, f"{admin_list}?workflow={workflow.pk}&status__exact=error"),
+        "admin: System Error": (admin, f"{admin_list}?status__exact={S.SYSTEM_ERROR}"),
+        "admin: workflow + status": (admin, f"{admin_list}?workflow={workflow.pk}&status__exact={S.ERROR}"),
         "admin: search by run id": (admin, f"{admin_list}?q={some_run.pk}"),
         "api: unfiltered": (api, "/api/runs/"),
-        "api: System Error": (api, "/api/runs/?status=system_error"),
-        "api: workflow + status": (api, f"/api/runs/?workflow={workflow.pk}&status=error"),
+        "api: System Error": (api, f"/api/runs/?status={S.SYSTEM_ERROR}"),
+        "api: workflow + status": (api, f"/api/runs/?workflow={workflow.pk}&status={S.ERROR}"),
         "api: run by id": (api, f"/api/runs/{some_run.pk}/"),
     }
     results: dict[str, dict] = {}
@@ -218,8 +224,8 @@ def measure(database: str, repeat: int) -> None:
 
 ADMIN_FILTERS = [
     "",
-    "status__exact=system_error",
-    "status__exact=pending",
+    f"status__exact={S.SYSTEM_ERROR}",
+    f"status__exact={S.PENDING}",
     "error_type=external",
     "error_category=database",
     "error_category=infrastructure",

@@ -66,24 +66,26 @@ from django.db import close_old_connections  # noqa: E402
 
 from executions import messages  # noqa: E402
 from executions.models import Execution, Organization, Step, Workflow  # noqa: E402
-from executions.statuses import TERMINAL  # noqa: E402
+from executions.statuses import TERMINAL, ExecutionStatus  # noqa: E402
 from scheduler.enqueue import EnqueueFailed, enqueue  # noqa: E402
 from tests.harness.moto_server import MotoServer  # noqa: E402
 from tests.harness.processes import CeleryProcesses, build_worker_env, settings_for_worker_env  # noqa: E402
 from tests.harness.sqs import SqsQueues, new_prefix  # noqa: E402
 from tests.harness.tcp_proxy import TcpProxy  # noqa: E402
 
+S = ExecutionStatus
+
 # fault → what the run may end as: (status, code) pairs; "heal" means a counted self-heal.
 EXPECTED: dict[str, set[tuple[str, str]]] = {
-    "none": {("success", "")},
-    "user_error": {("error", "")},
-    "sqs_cut_at_enqueue": {("system_error", "MS-0001")},
-    "message_dropped": {("system_error", "P-0005")},
-    "pool_killed": {("system_error", "P-0003"), ("system_error", "P-0001")},
-    "pool_paused": {("success", "heal"), ("system_error", "P-0003")},
-    "child_killed": {("system_error", "P-0003")},
-    "deadline": {("system_error", "E-0001")},
-    "duplicate_delivery": {("success", "")},
+    "none": {(S.SUCCESS, "")},
+    "user_error": {(S.ERROR, "")},
+    "sqs_cut_at_enqueue": {(S.SYSTEM_ERROR, "MS-0001")},
+    "message_dropped": {(S.SYSTEM_ERROR, "P-0005")},
+    "pool_killed": {(S.SYSTEM_ERROR, "P-0003"), (S.SYSTEM_ERROR, "P-0001")},
+    "pool_paused": {(S.SUCCESS, "heal"), (S.SYSTEM_ERROR, "P-0003")},
+    "child_killed": {(S.SYSTEM_ERROR, "P-0003")},
+    "deadline": {(S.SYSTEM_ERROR, "E-0001")},
+    "duplicate_delivery": {(S.SUCCESS, "")},
 }
 # A message a killed pool process had taken, or whose acknowledgement failed during an SQS
 # cut, comes back after the visibility timeout: short here, so such a run heals (late
@@ -166,7 +168,7 @@ class Soak:
     def _mid_step(self, execution_id):
         def ready():
             row = Execution.objects.filter(pk=execution_id).values("status", "worker").first()
-            if row and row["status"] == "running" and "runtime=" in row["worker"]:
+            if row and row["status"] == S.RUNNING and "runtime=" in row["worker"]:
                 return Step.objects.filter(execution_id=execution_id).exists() and row["worker"]
             return None
 
@@ -224,7 +226,7 @@ class Soak:
                 os.kill(child, signal.SIGKILL)
             else:
                 os.kill(pool, signal.SIGSTOP)
-                self._wait(lambda: Execution.objects.filter(pk=execution.pk, status="system_error").exists(), 15)
+                self._wait(lambda: Execution.objects.filter(pk=execution.pk, status=S.SYSTEM_ERROR).exists(), 15)
                 os.kill(pool, signal.SIGCONT)
 
     def _queue_fault(self, kind: str) -> None:
@@ -284,7 +286,7 @@ class Soak:
             if observed not in EXPECTED[fault]:
                 ok = False
                 self.notes.append(f"{fault}: run {row['id']} ended {observed}, expected one of {EXPECTED[fault]}")
-            if fault in ("none", "user_error", "duplicate_delivery") and row["status"] == "system_error":
+            if fault in ("none", "user_error", "duplicate_delivery") and row["status"] == S.SYSTEM_ERROR:
                 ok = False
         if Execution.objects.filter(pk__in=list(self.planned)).count() != len(self.planned):
             ok = False
