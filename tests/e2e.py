@@ -49,6 +49,73 @@ def calling(dotted: str, **kwargs) -> dict:
     return {"steps": [{"id": "call", "action": "python", "config": {"callable": dotted, "kwargs": kwargs}}]}
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Platform:
+    """Every process of the platform, as production runs them: a runs worker, a
+    maintenance worker, beat and the web server; each worker serves its exporter (metrics
+    and probes) on a port of its own."""
+
+    def __init__(self, pipeline: Pipeline, env: dict):
+        self.pipeline = pipeline
+        self.ports = {"runs": free_port(), "maintenance": free_port(), "web": free_port()}
+        self.runs = pipeline.worker(queues="runs", CONVEYOR_WORKER_METRICS_PORT=self.ports["runs"], **env)
+        self.maintenance = pipeline.worker(
+            queues="maintenance", CONVEYOR_WORKER_METRICS_PORT=self.ports["maintenance"], **env
+        )
+        self.beat = pipeline.processes.start_beat(
+            {"PROMETHEUS_MULTIPROC_DIR": str(pipeline.metrics_dir), **{k: str(v) for k, v in env.items()}}
+        )
+        self.web = pipeline.processes.start_web(
+            {"PROMETHEUS_MULTIPROC_DIR": str(pipeline.metrics_dir), **{k: str(v) for k, v in env.items()}},
+            port=self.ports["web"],
+        )
+        self.processes = {"runs": self.runs, "maintenance": self.maintenance, "beat": self.beat, "web": self.web}
+        self.pids = {name: process.pid for name, process in self.processes.items()}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['web']}"
+
+    def all_running_unrestarted(self) -> bool:
+        return all(p.is_running() and p.pid == self.pids[name] for name, p in self.processes.items())
+
+    def trigger(self, workflow, token: str, timeout: float = 30.0) -> tuple[int, dict]:
+        """POST /api/workflows/<id>/runs/ to the web process: (status, JSON body)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.url}/api/workflows/{workflow.pk}/runs/",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def probe(self, worker: str, path: str = "/healthz") -> tuple[int, dict]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[worker]}{path}", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+
 class Pipeline:
     """A test's view of the platform: its workers, its metrics directory, its waits."""
 
@@ -72,6 +139,9 @@ class Pipeline:
         worker = self.worker(queues="maintenance", **env)
         beat = self.processes.start_beat({"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir), **env})
         return worker, beat
+
+    def platform(self, **env) -> Platform:
+        return Platform(self, env)
 
     def workflow(self, definition: dict | None = None, **fields):
         return make_workflow(definition=definition or NOOP, **fields)

@@ -1,4 +1,5 @@
-"""Real ``celery worker`` / ``celery beat`` processes for end-to-end tests and benchmarks.
+"""Real ``celery worker`` / ``celery beat`` / web server processes for end-to-end tests and
+benchmarks.
 
 Every process starts in its own session (process group), logs stdout+stderr to a file,
 and is killed with its whole group (plus every descendant seen while it ran) by
@@ -418,8 +419,26 @@ def start_beat(
     return CeleryProcess("beat", argv, _process_env(env_overrides), log_path, ready_marker="beat: Starting...")
 
 
+def start_web(
+    env_overrides: Mapping[str, str], *, log_dir: str | os.PathLike, port: int, extra_args: Iterable[str] = ()
+) -> CeleryProcess:
+    """Start the web server as the embedded platform does (`manage.py runserver`, no
+    reloader) on 127.0.0.1:*port*: a real producer process of its own."""
+    argv = [
+        sys.executable,
+        str(PROJECT_ROOT / "manage.py"),
+        "runserver",
+        f"127.0.0.1:{port}",
+        "--noreload",
+        "--insecure",
+        *extra_args,
+    ]
+    log_path = Path(log_dir) / f"web-{port}.log"
+    return CeleryProcess("web", argv, _process_env(env_overrides), log_path, ready_marker="Quit the server with")
+
+
 class CeleryProcesses:
-    """Starts workers and beats for one test and kills them all at the end."""
+    """Starts workers, beats and web servers for one test and kills them all at the end."""
 
     def __init__(self, log_dir: str | os.PathLike, default_env: Mapping[str, str] | None = None):
         self.log_dir = Path(log_dir)
@@ -437,6 +456,11 @@ class CeleryProcesses:
 
     def start_beat(self, env: Mapping[str, str] | None = None, *, ready: bool = True, **kwargs) -> CeleryProcess:
         process = start_beat(self._env(env), log_dir=self.log_dir, **kwargs)
+        self.started.append(process)
+        return process.wait_ready() if ready else process
+
+    def start_web(self, env: Mapping[str, str] | None = None, *, port: int, ready: bool = True) -> CeleryProcess:
+        process = start_web(self._env(env), log_dir=self.log_dir, port=port)
         self.started.append(process)
         return process.wait_ready() if ready else process
 

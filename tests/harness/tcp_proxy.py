@@ -1,17 +1,28 @@
 """A loopback TCP proxy the tests put in front of moto to cut SQS (DESIGN.md §4).
 
 Stopping moto would lose every queue; cutting this proxy instead makes the endpoint
-unreachable while moto keeps its state:
+unreachable while moto keeps its state. ``cut(shape)`` gives the outage one of the shapes
+real networks produce:
 
-- ``cut()`` closes the listening socket and resets every live connection (SO_LINGER 0,
-  so the peer gets ECONNRESET at once, not a FIN it might read as a short response);
-  a new connection to the port is refused by the kernel (ECONNREFUSED), immediately.
-- ``restore()`` listens again on the same port, so clients configured with ``.url``
-  reconnect without being told anything.
+- ``"reset"`` (the default): the listening socket closes and every live connection is
+  reset (SO_LINGER 0, so the peer gets ECONNRESET at once, not a FIN it might read as a
+  short response); a new connection to the port is refused by the kernel (ECONNREFUSED).
+- ``"refuse"``: the listening socket closes and every live connection is closed politely
+  (a FIN, as a server shutting down sends); new connections are refused.
+- ``"blackhole"``: the port still accepts connections, but nothing is forwarded in either
+  direction, on live or new connections: requests vanish and no answer ever comes (a
+  firewall dropping packets, a peer that hangs). ``restore()`` forwards again on every
+  connection; what was sent in between is lost.
+- ``"half-open"``: every connection live at the cut, and every connection made during
+  the outage, is frozen for good: kept open, nothing forwarded, never closed — what a NAT
+  or load-balancer failover leaves behind, or a peer that died without a reset. After
+  ``restore()`` new connections work, the frozen ones stay frozen: a client that reuses
+  one waits for ever unless it has a timeout of its own.
 
-The port is picked below the kernel's ephemeral range, so while the proxy is cut no
-outgoing connection on this machine can be given it as a source port and make
-``restore()`` fail.
+``restore()`` ends any shape; clients configured with ``.url`` reconnect without being
+told anything. The port is picked below the kernel's ephemeral range, so while the
+listener is closed no outgoing connection on this machine can be given it as a source
+port and make ``restore()`` fail.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import threading
 logger = logging.getLogger(__name__)
 
 _BUFFER = 65536
+SHAPES = ("reset", "refuse", "blackhole", "half-open")
 
 
 def _ephemeral_port_floor() -> int:
@@ -69,6 +81,25 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class _Link:
+    """One proxied connection: the client's socket and ours to moto."""
+
+    __slots__ = ("client", "upstream", "frozen", "closed")
+
+    def __init__(self, client: socket.socket, upstream: socket.socket, frozen: bool):
+        self.client = client
+        self.upstream = upstream
+        self.frozen = frozen  # half-open: never forwards again, never closes
+        self.closed = False
+
+
 class TcpProxy:
     """Forward ``host:port`` to ``target_host:target_port`` until cut."""
 
@@ -76,10 +107,11 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.host = host
         self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        self._links: set[_Link] = set()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stop_accepting = threading.Event()
+        self._shape: str | None = None
         self.port: int = 0
         self.connections_accepted = 0
 
@@ -96,28 +128,70 @@ class TcpProxy:
 
     @property
     def is_cut(self) -> bool:
-        return self._listener is None
+        return self._shape is not None
 
-    def cut(self) -> None:
-        """Stop listening and reset every live connection; new connections are refused."""
-        self._stop_listening()
+    @property
+    def shape(self) -> str | None:
+        return self._shape
+
+    def frozen_connections(self) -> int:
         with self._lock:
-            live = list(self._connections)
-            self._connections.clear()
-        for sock in live:
-            _reset(sock)
-        logger.info("tcp proxy %s cut (%d live connections reset)", self.url, len(live))
+            return sum(1 for link in self._links if link.frozen and not link.closed)
+
+    def cut(self, shape: str = "reset") -> None:
+        """Start an outage of *shape* (see the module docstring)."""
+        if shape not in SHAPES:
+            raise ValueError(f"unknown outage shape {shape!r}; one of {', '.join(SHAPES)}")
+        if self._shape is not None:
+            self.restore()
+        self._shape = shape
+        if shape in ("reset", "refuse"):
+            self._stop_listening()
+            with self._lock:
+                live = list(self._links)
+                self._links.clear()
+            for link in live:
+                link.closed = True
+                for sock in (link.client, link.upstream):
+                    (_reset if shape == "reset" else _close)(sock)
+            logger.info("tcp proxy %s cut: %s (%d live connections)", self.url, shape, len(live))
+            return
+        if shape == "half-open":
+            with self._lock:
+                for link in self._links:
+                    link.frozen = True
+        logger.info("tcp proxy %s cut: %s", self.url, shape)
 
     def restore(self) -> None:
-        """Accept connections again on the same port."""
-        if self._listener is not None:
-            return
-        self._listener = _listening_socket(self.host, self.port)
-        self._start_accepting()
-        logger.info("tcp proxy %s restored", self.url)
+        """End the outage: accept and forward again (frozen half-open connections stay frozen)."""
+        shape, self._shape = self._shape, None
+        if self._listener is None:
+            self._listener = _listening_socket(self.host, self.port)
+            self._start_accepting()
+        logger.info("tcp proxy %s restored after %s", self.url, shape)
+
+    def retarget(self, target_host: str, target_port: int) -> None:
+        """Forward to another server from now on (an SQS server restarted elsewhere); the
+        live connections to the old one are reset."""
+        self.target = (target_host, target_port)
+        with self._lock:
+            live = list(self._links)
+            self._links.clear()
+        for link in live:
+            link.closed = True
+            _reset(link.client)
+            _reset(link.upstream)
 
     def close(self) -> None:
-        self.cut()
+        self._shape = "closed"
+        self._stop_listening()
+        with self._lock:
+            live = list(self._links)
+            self._links.clear()
+        for link in live:
+            link.closed = True
+            _reset(link.client)
+            _reset(link.upstream)
 
     def __enter__(self) -> TcpProxy:
         return self.start()
@@ -126,6 +200,9 @@ class TcpProxy:
         self.close()
 
     # -- internals ---------------------------------------------------------------------
+    def _forwarding(self, link: _Link) -> bool:
+        return not link.frozen and self._shape != "blackhole"
+
     def _start_accepting(self) -> None:
         self._stop_accepting = threading.Event()
         thread = threading.Thread(
@@ -169,31 +246,39 @@ class TcpProxy:
             upstream.settimeout(None)
             for sock in (client, upstream):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A connection made during a half-open outage is as dead as the old ones.
+            link = _Link(client, upstream, frozen=self._shape == "half-open")
             with self._lock:
-                self._connections.update((client, upstream))
+                self._links.add(link)
                 self.connections_accepted += 1
-            threading.Thread(
-                target=self._pump, args=(client, upstream), name=f"tcp-proxy-pump-{self.port}", daemon=True
-            ).start()
+            threading.Thread(target=self._pump, args=(link,), name=f"tcp-proxy-pump-{self.port}", daemon=True).start()
 
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump(self, link: _Link) -> None:
+        client, upstream = link.client, link.upstream
         peers = {client: upstream, upstream: client}
+        watched = [client, upstream]
         try:
-            while True:
-                readable, _, _ = select.select(list(peers), [], [], 1.0)
+            while not link.closed:
+                readable, _, _ = select.select(watched, [], [], 0.5)
                 for sock in readable:
                     data = sock.recv(_BUFFER)
                     if not data:
+                        if sock is upstream and not self._forwarding(link):
+                            # moto closed its side while nothing is forwarded: the client
+                            # must not learn it (no FIN): keep its socket open, answer nothing.
+                            watched = [client]
+                            continue
                         return
-                    peers[sock].sendall(data)
+                    if self._forwarding(link):
+                        peers[sock].sendall(data)
+                    # else: swallowed, as a black hole or a dead peer does
         except (OSError, ValueError):
             return  # reset by cut(), or by a peer
         finally:
             with self._lock:
-                cut_already = client not in self._connections
-                self._connections.discard(client)
-                self._connections.discard(upstream)
-            if not cut_already:
-                for sock in (client, upstream):
-                    with contextlib.suppress(OSError):
-                        sock.close()
+                ours = link in self._links
+                self._links.discard(link)
+            if ours and not link.closed:
+                link.closed = True
+                _close(client)
+                _close(upstream)
