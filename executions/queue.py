@@ -50,25 +50,42 @@ def full_name(queue: str) -> str:
     return f"{settings.QUEUE_PREFIX}{queue}"
 
 
-@cache
-def _queue_url(endpoint: str, name: str) -> str:
+_queue_urls: dict[tuple[str, str], str] = {}
+
+
+def _resolve(name: str, *, create: bool) -> str:
     sqs = client()
     try:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except sqs.exceptions.QueueDoesNotExist:
-        return sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT)})[
+        if not create:
+            from pipeline.broker import QueueMissing
+
+            raise QueueMissing(name) from None
+        url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT)})[
             "QueueUrl"
         ]
+        logger.info("SQS queue %s created", name, extra={"event": "sqs_queue_created", "queue": name})
+        return url
 
 
-def queue_url(queue: str) -> str:
-    return _queue_url(settings.SQS_ENDPOINT_URL, full_name(queue))
+def queue_url(queue: str, *, refresh: bool = False) -> str:
+    """The URL of a platform queue (prefix-less name: "runs"), created with the configured
+    attributes if it does not exist and CONVEYOR_SQS_CREATE_QUEUES allows it."""
+    key = (settings.SQS_ENDPOINT_URL, full_name(queue))
+    if refresh or key not in _queue_urls:
+        _queue_urls[key] = _resolve(key[1], create=settings.SQS_CREATE_QUEUES)
+    return _queue_urls[key]
 
 
-def ensure_queues() -> dict[str, str]:
-    return {
-        name: queue_url(name) for name in (settings.RUNS_QUEUE, settings.MAINTENANCE_QUEUE, settings.DEAD_LETTER_QUEUE)
-    }
+def platform_queues() -> tuple[str, ...]:
+    return (settings.RUNS_QUEUE, settings.MAINTENANCE_QUEUE, settings.DEAD_LETTER_QUEUE)
+
+
+def ensure_queues(*, refresh: bool = False) -> dict[str, str]:
+    """Every platform queue (runs, maintenance, dead-letter), created if missing: a
+    restarted SQS server loses them all at once."""
+    return {name: queue_url(name, refresh=refresh) for name in platform_queues()}
 
 
 def send_to_dead_letter(body: str | bytes, *, reason: str, source: str, detail: str = "") -> None:
@@ -76,15 +93,20 @@ def send_to_dead_letter(body: str | bytes, *, reason: str, source: str, detail: 
     relied on: a message acknowledged on acceptance would never reach one)."""
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
-    client().send_message(
-        QueueUrl=queue_url(settings.DEAD_LETTER_QUEUE),
-        MessageBody=body or "<empty>",
-        MessageAttributes={
+    message = {
+        "MessageBody": body or "<empty>",
+        "MessageAttributes": {
             "reason": {"DataType": "String", "StringValue": reason},
             "source": {"DataType": "String", "StringValue": source},
             "detail": {"DataType": "String", "StringValue": (detail or "-")[:1000]},
         },
-    )
+    }
+    sqs = client()
+    try:
+        sqs.send_message(QueueUrl=queue_url(settings.DEAD_LETTER_QUEUE), **message)
+    except sqs.exceptions.QueueDoesNotExist:
+        # Gone since its URL was cached (a restarted SQS server): look it up (or create it) again.
+        sqs.send_message(QueueUrl=queue_url(settings.DEAD_LETTER_QUEUE, refresh=True), **message)
     metrics.DEAD_LETTERED.labels(reason=reason).inc()
     logger.warning(
         "message dead-lettered",

@@ -7,15 +7,21 @@ once the worker is ready. A prefork worker's tasks run in its pool processes, so
 worker runs with its own PROMETHEUS_MULTIPROC_DIR (one directory per worker, wiped before
 the worker starts) and the exporter serves the merge of that directory; a solo or
 threads worker without the directory serves its own registry.
+
+Beside the metrics it answers the consumer's probes (pipeline.liveness): `/healthz`
+(503 only when the consumer is stalled) and `/readyz` (503 unless every queue receives).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from celery.signals import worker_process_shutdown, worker_ready
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from observability import conf
 
@@ -32,7 +38,7 @@ def start_worker_exporter(sender=None, **kwargs) -> None:
 
     addr = conf.get("WORKER_METRICS_ADDR")
     try:
-        server, _thread = start_http_server(port, addr=addr, registry=process_registry())
+        server = serve(addr, port, process_registry())
     except OSError:
         logger.exception(
             "worker metrics exporter could not listen", extra={"event": "worker_exporter_failed", "port": port}
@@ -45,6 +51,35 @@ def start_worker_exporter(sender=None, **kwargs) -> None:
         port,
         extra={"event": "worker_exporter_started", "port": port, "multiprocess_dir": multiprocess_dir() or ""},
     )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # a scrape every few seconds is not news
+        pass
+
+
+def exporter_app(registry):
+    """The worker's exporter: the probes on their paths, the metrics on every other."""
+    from pipeline.liveness import PROBE_PATHS, probe
+
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in PROBE_PATHS:
+            status, body = probe(path)
+            reason = "OK" if status == 200 else "Service Unavailable"
+            start_response(f"{status} {reason}", [("Content-Type", "application/json")])
+            return [body]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+def serve(addr: str, port: int, registry):
+    server = make_server(addr, port, exporter_app(registry), ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="conveyor-worker-exporter", daemon=True).start()
+    return server
 
 
 @worker_process_shutdown.connect(dispatch_uid="observability.worker_exporter.mark_dead")

@@ -48,6 +48,8 @@ def test_every_alert_the_issue_asks_for_is_defined_and_unit_tested():
         "ConveyorRunsStuckPending",
         "ConveyorDeadLetterQueueGrowing",
         "ConveyorReaperStopped",
+        "ConveyorConsumerNotReceiving",
+        "ConveyorSqsQueueMissing",
     }
     assert required <= alerts
     assert alerts <= tested
