@@ -216,6 +216,23 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             "The platform could not queue this run.",
             True,
         ),
+        _entry(
+            "CS-0002",
+            _C.INFRASTRUCTURE,
+            True,
+            "schedule fire time missed: the platform could not dispatch it in time (outage)",
+            "This scheduled fire time passed while the platform could not dispatch runs, so it was not run.",
+            True,
+        ),
+        _entry(
+            "BS-0002",
+            _C.INFRASTRUCTURE,
+            True,
+            "block missed: beyond the catch-up bound after an outage",
+            "This block was confirmed while the platform could not dispatch runs, and lay beyond how far it "
+            "catches up, so it was not run.",
+            True,
+        ),
     ]
 }
 
@@ -233,6 +250,14 @@ PRODUCER_CODES: dict[str, str] = {
 HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({"P-0003", "E-0001"})
 HEALABLE_TO_RUNNING: frozenset[str] = frozenset({"P-0005"})
 DID_NO_WORK_CODES: frozenset[str] = frozenset(code for code, e in CATALOGUE.items() if e.did_no_work)
+# A fire time or block the platform could not dispatch during an outage, recorded as its
+# own run (scheduler.enqueue.record_not_dispatched): an operator may re-run it, but the
+# system-error retry policy never does (replaying every missed fire time is not what a
+# schedule means).
+MISSED_DISPATCH_CODES: frozenset[str] = frozenset({"CS-0002", "BS-0002"})
+# What the system-error retry policy may retry: runs that provably did no work, except
+# missed dispatches.
+AUTO_RETRIED_CODES: frozenset[str] = DID_NO_WORK_CODES - MISSED_DISPATCH_CODES
 CODE_CHOICES: list[tuple[str, str]] = [(code, f"{code} {e.meaning}") for code, e in CATALOGUE.items()]
 
 

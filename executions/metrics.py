@@ -19,6 +19,11 @@ RUNS_CREATED = Counter("conveyor_runs_created", "Runs created by producers", ["t
 ENQUEUE_FAILURES = Counter(
     "conveyor_enqueue_failures", "Producers that could not send a run's message", ["producer", "code"]
 )
+MISSED_DISPATCHES = Counter(
+    "conveyor_missed_dispatches",
+    "Fire times and blocks recorded as not dispatched in time (an outage), by producer and code",
+    ["producer", "code"],
+)
 CLAIMS = Counter("conveyor_claims", "Consumer outcomes per message", ["outcome"])
 DEAD_LETTERED = Counter("conveyor_dead_lettered", "Messages copied to the dead-letter queue", ["reason"])
 REAPED = Counter("conveyor_reaped", "Runs the reaper finished", ["code"])

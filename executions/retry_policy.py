@@ -2,9 +2,11 @@
 
 A workflow with `system_retry_max_attempts > 0` has its runs re-run automatically when
 they end `system_error` with a code that proves no step ever started
-(catalogue.DID_NO_WORK_CODES: P-0001, P-0002, P-0005 and the producer codes
+(catalogue.AUTO_RETRIED_CODES: P-0001, P-0002, P-0005 and the producer codes
 CS/BS/ES/MS-0001). Nothing else is ever retried by it: not a user or external error, not
-a system error that may have partly run (P-0003, E-0001, ...), not a run that has steps.
+a system error that may have partly run (P-0003, E-0001, ...), not a run that has steps,
+not a fire time or block missed during an outage (CS-0002, BS-0002: replaying them is not
+what a schedule means; an operator may re-run one).
 
 - bound: a run's `attempt` counts system retries only (1 for a run a trigger or a user
   made); a retry is made while attempt <= system_retry_max_attempts;
@@ -30,7 +32,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from executions.catalogue import DID_NO_WORK_CODES
+from executions.catalogue import AUTO_RETRIED_CODES, MISSED_DISPATCH_CODES
 from executions.models import Execution, Step
 from executions.rerun import enqueue_child
 from executions.statuses import ErrorType, ExecutionStatus, TriggerType
@@ -79,7 +81,9 @@ def check_eligible(execution: Execution, now: datetime) -> None:
         raise NotEligible("the workflow's system-error retry policy is off")
     if execution.status != ExecutionStatus.SYSTEM_ERROR or execution.error_type != ErrorType.SYSTEM:
         raise NotEligible(f"run is {execution.status}/{execution.error_type or '-'}: only system errors are retried")
-    if execution.error_code not in DID_NO_WORK_CODES:
+    if execution.error_code not in AUTO_RETRIED_CODES:
+        if execution.error_code in MISSED_DISPATCH_CODES:
+            raise NotEligible(f"{execution.error_code} is a missed fire time or block: never replayed automatically")
         raise NotEligible(f"{execution.error_code or 'no code'} may have partly run: never retried automatically")
     if Step.objects.filter(execution_id=execution.pk).exists():
         raise NotEligible("a step of this run started: never retried automatically")
@@ -156,7 +160,7 @@ def candidates(now: datetime):
         Execution.objects.filter(
             status=ExecutionStatus.SYSTEM_ERROR,
             error_type=ErrorType.SYSTEM,
-            error_code__in=sorted(DID_NO_WORK_CODES),
+            error_code__in=sorted(AUTO_RETRIED_CODES),
             finished_at__gte=now - timedelta(seconds=settings.SYSTEM_RETRY_LOOKBACK_S),
             workflow__system_retry_max_attempts__gt=0,
             workflow__enabled=True,

@@ -12,7 +12,10 @@ timestamp) and enqueued for that workflow with dispatch key
   dispatch keys turn those repeats into nothing. A restart neither skips nor repeats.
 - On first sight of a chain the cursor starts at the confirmed head: no history replay.
 - After downtime the gap is caught up to CONVEYOR_BLOCK_CATCHUP_MAX_BLOCKS behind the
-  confirmed head; older blocks are skipped, counted and logged.
+  confirmed head. Every block beyond that bound that a workflow would have fired for is
+  recorded as a run of its own, `system_error` BS-0002 with no work done (at most
+  CONVEYOR_MISSED_RUN_RECORDS_MAX per workflow and pass, the latest; the older rest in one
+  summary record), counted and logged: never silently dropped, never replayed.
 - An RPC failure is N-0001 on the poller's own metric, log and cursor row; no run is
   invented and the cursor stays where the last good read left it.
 """
@@ -36,7 +39,7 @@ from executions.statuses import TriggerType
 from reaper import lease
 from scheduler import metrics
 from scheduler.chains import Block, Chain, ChainClient, configured_chains
-from scheduler.enqueue import EnqueueFailed, enqueue
+from scheduler.enqueue import EnqueueFailed, enqueue, record_not_dispatched
 from scheduler.models import ChainCursor
 from scheduler.triggers import InvalidTrigger, validate_trigger
 
@@ -54,6 +57,7 @@ class ChainPollReport:
     duplicates: int = 0
     failed: list[str] = field(default_factory=list)
     skipped_blocks: int = 0
+    missed_runs: int = 0  # BS-0002: runs the skipped blocks would have been
     error_code: str = ""
     error: str = ""
 
@@ -152,6 +156,7 @@ def _poll(chain: Chain, client: ChainClient, now: datetime) -> ChainPollReport:
 
     start = cursor.last_block + 1
     floor = confirmed - settings.BLOCK_CATCHUP_MAX_BLOCKS + 1
+    workflows = _block_workflows(chain.chain_id)
     if start < floor:
         report.skipped_blocks = floor - start
         metrics.BLOCKS_SKIPPED.labels(chain_id=str(chain.chain_id)).inc(report.skipped_blocks)
@@ -160,9 +165,10 @@ def _poll(chain: Chain, client: ChainClient, now: datetime) -> ChainPollReport:
             report.skipped_blocks,
             extra={"event": "blocks_skipped", "chain_id": chain.chain_id, "from": start, "to": floor - 1},
         )
+        for workflow, every in workflows:
+            _record_missed(chain, workflow, _multiples(every, start, floor - 1), report)
         start = floor
 
-    workflows = _block_workflows(chain.chain_id)
     due = sorted({n for _, every in workflows for n in _multiples(every, start, confirmed)})
     handled = start - 1
     try:
@@ -184,6 +190,43 @@ def _poll(chain: Chain, client: ChainClient, now: datetime) -> ChainPollReport:
 def _multiples(every: int, start: int, end: int) -> range:
     first = max(every, -(-start // every) * every)  # block 0 (genesis) never fires
     return range(first, end + 1, every)
+
+
+def _record_missed(chain: Chain, workflow: Workflow, numbers: range, report: ChainPollReport) -> None:
+    """BS-0002 records for the blocks beyond the catch-up bound this workflow would have
+    fired for: the latest one by one, the older rest in one summary record."""
+    if not numbers:
+        return
+    keep = settings.MISSED_RUN_RECORDS_MAX
+    kept = numbers[-keep:] if keep else numbers[0:0]
+    rest = numbers[: len(numbers) - len(kept)]
+    chain_input = {"chain_id": chain.chain_id, "name": chain.name}
+    cause = "block confirmed while the platform could not dispatch runs, beyond the poller's catch-up bound"
+    for number in kept:
+        record_not_dispatched(
+            workflow,
+            trigger_type=TriggerType.BLOCK,
+            dispatch_key=dispatch_key(workflow.pk, chain.chain_id, number),
+            code="BS-0002",
+            input={"block": {"number": number}, "chain": chain_input, "missed": True},
+            cause=cause,
+        )
+    if rest:
+        record_not_dispatched(
+            workflow,
+            trigger_type=TriggerType.BLOCK,
+            dispatch_key=f"block:{workflow.pk}:{chain.chain_id}:missed:{rest[0]}:{rest[-1]}",
+            code="BS-0002",
+            input={
+                "chain": chain_input,
+                "missed": {"count": len(rest), "first_block": rest[0], "last_block": rest[-1]},
+            },
+            cause=f"{len(rest)} blocks from {rest[0]} to {rest[-1]} (every {numbers.step}) were {cause} "
+            "(one summary record)",
+            missed=len(rest),
+        )
+    report.missed_runs += len(numbers)
+    metrics.BLOCK_FIRES.labels(chain_id=str(chain.chain_id), outcome="missed").inc(len(numbers))
 
 
 def _fire(chain: Chain, workflow: Workflow, block: Block, report: ChainPollReport) -> None:

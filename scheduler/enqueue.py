@@ -49,15 +49,18 @@ class Enqueued:
     created: bool
 
 
-def enqueue(
+def _create_pending(
     workflow: Workflow,
     *,
     trigger_type: str,
-    dispatch_key: str | None = None,
-    input: dict | None = None,
+    dispatch_key: str | None,
+    input: dict | None,
     rerun_of: Execution | None = None,
     attempt: int = 1,
-) -> Enqueued:
+    reason: str = "",
+) -> Execution | None:
+    """Create the run `pending` with its transition-log row and commit; None when the
+    dispatch key exists already."""
     if trigger_type not in TriggerType.values:
         raise ValueError(f"unknown trigger type {trigger_type!r}")
     now = timezone.now()
@@ -88,15 +91,14 @@ def enqueue(
                 to_status=ExecutionStatus.PENDING,
                 actor=Actor.PRODUCER,
                 move="create",
-                reason=trigger_type,
+                reason=reason or trigger_type,
                 at=now,
             )
     except IntegrityError:
         if dispatch_key is None:
             raise
-        existing = Execution.objects.get(dispatch_key=dispatch_key)
         logger.info("duplicate dispatch key", extra={"event": "enqueue_duplicate", "dispatch_key": dispatch_key})
-        return Enqueued(existing, created=False)
+        return None
     metrics.RUNS_CREATED.labels(trigger_type=trigger_type).inc()
     # One log line per transition, the create included (the others: executions/transitions.py).
     logging.getLogger("conveyor.transitions").info(
@@ -116,12 +118,63 @@ def enqueue(
             "error_code": "",
         },
     )
+    return execution
 
+
+def enqueue(
+    workflow: Workflow,
+    *,
+    trigger_type: str,
+    dispatch_key: str | None = None,
+    input: dict | None = None,
+    rerun_of: Execution | None = None,
+    attempt: int = 1,
+) -> Enqueued:
+    execution = _create_pending(
+        workflow,
+        trigger_type=trigger_type,
+        dispatch_key=dispatch_key,
+        input=input,
+        rerun_of=rerun_of,
+        attempt=attempt,
+    )
+    if execution is None:
+        return Enqueued(Execution.objects.get(dispatch_key=dispatch_key), created=False)
     if connection.in_atomic_block:
         # The row is not committed yet: a worker must never receive a message for it.
         transaction.on_commit(lambda: _send_or_resolve(execution, raise_on_failure=False))
     else:
         _send_or_resolve(execution, raise_on_failure=True)
+    return Enqueued(execution, created=True)
+
+
+def record_not_dispatched(
+    workflow: Workflow,
+    *,
+    trigger_type: str,
+    dispatch_key: str,
+    code: str,
+    input: dict,
+    cause: str,
+    missed: int = 1,
+) -> Enqueued:
+    """Record a fire time (or block) the platform could not dispatch in time as a run of
+    its own, `system_error` with `code` (CS-0002, BS-0002): no message is sent, no work
+    is done, and the dispatch key makes sure the fire time never runs as well. A summary
+    record stands for `missed` of them."""
+    execution = _create_pending(
+        workflow, trigger_type=trigger_type, dispatch_key=dispatch_key, input=input, reason=f"{trigger_type} missed"
+    )
+    if execution is None:
+        return Enqueued(Execution.objects.get(dispatch_key=dispatch_key), created=False)
+    fail(
+        execution.id,
+        system_fault(code, cause, rule="missed-dispatch"),
+        actor=Actor.PRODUCER,
+        expected=[ExecutionStatus.PENDING],
+        log_context={"workflow_id": workflow.pk, "organization_id": workflow.organization_id},
+    )
+    metrics.MISSED_DISPATCHES.labels(producer=trigger_type, code=code).inc(missed)
     return Enqueued(execution, created=True)
 
 

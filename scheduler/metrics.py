@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-# outcome: fired | duplicate | enqueue_failed | missed (outside the catch-up window) | invalid | error
+# outcome: fired | duplicate | enqueue_failed | missed (CS-0002: not dispatched in time) | invalid | error
 SCHEDULE_FIRES = Counter("conveyor_schedule_fires", "Schedule fire times handled by the dispatcher", ["outcome"])
 SCHEDULE_TICKS = Counter("conveyor_schedule_ticks", "Schedule dispatcher ticks", ["outcome"])
 
@@ -16,7 +16,7 @@ BLOCK_POLLS = Counter("conveyor_block_polls", "Block poller passes per chain", [
 # The poller's own failures (N-0001: the chain's RPC endpoint is unavailable). No run is
 # created for them: a poll that cannot read the chain invents nothing.
 BLOCK_POLLER_ERRORS = Counter("conveyor_block_poller_errors", "Block poller failures by code", ["chain_id", "code"])
-# outcome: fired | duplicate | enqueue_failed | invalid
+# outcome: fired | duplicate | enqueue_failed | missed (BS-0002, beyond the catch-up bound) | invalid
 BLOCK_FIRES = Counter("conveyor_block_fires", "Block-triggered runs by outcome", ["chain_id", "outcome"])
 BLOCKS_SKIPPED = Counter(
     "conveyor_block_blocks_skipped", "Confirmed blocks skipped because they lay beyond the catch-up bound", ["chain_id"]

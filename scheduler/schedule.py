@@ -3,9 +3,14 @@ enqueues it once (DESIGN.md §5, docs/decisions/0004-triggers.md).
 
 - A fire time is enqueued with dispatch key `schedule:<workflow id>:<fire time UTC>`:
   two beat processes or overlapping ticks may both try, the unique key makes one run.
-- Only the latest fire time <= now is considered: after downtime that is the one
-  catch-up run, if it lies within CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S; the fire times it
-  hides were missed (counted, logged), never replayed one per minute.
+- Only the latest fire time <= now runs: after downtime (an SQS outage stops the ticks)
+  that is the one catch-up run, if it lies within CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S.
+  Every fire time it hides, and the latest one too when it is older than the window, was
+  missed: each is recorded as a run of its own, `system_error` CS-0002 with no work done
+  (scheduler.enqueue.record_not_dispatched), never replayed. At most
+  CONVEYOR_MISSED_RUN_RECORDS_MAX of them (the latest) get a record each; the older rest
+  is counted in one summary record. Their dispatch keys make sure no fire time both runs
+  and is recorded missed, or runs twice.
 - Fire times before the schedule was armed (created, edited or re-enabled: the
   workflow's save) never run, so a new or edited schedule does not fire for the past.
 - Every tick reads the workflows afresh: editing or disabling a schedule takes effect on
@@ -29,7 +34,7 @@ from executions.models import Workflow
 from executions.statuses import TriggerType
 from scheduler import metrics
 from scheduler.cron import CronSchedule, fire_time_key
-from scheduler.enqueue import EnqueueFailed, enqueue
+from scheduler.enqueue import EnqueueFailed, enqueue, record_not_dispatched
 from scheduler.models import ScheduleState
 from scheduler.triggers import InvalidTrigger, schedule_from_config, validate_trigger
 
@@ -120,21 +125,61 @@ def _tick_one(workflow: Workflow, now: datetime, report: TickReport) -> None:
         return
 
     window = timedelta(seconds=settings.SCHEDULE_CATCHUP_WINDOW_S)
-    key = dispatch_key(workflow.pk, fire_at)
+    handled_until = max(state.last_fire_at or state.armed_at, state.armed_at)
+    missed = missed_between(schedule, handled_until, fire_at, keep=settings.MISSED_RUN_RECORDS_MAX)
     if now - fire_at > window:
-        report.missed += 1
-        metrics.SCHEDULE_FIRES.labels(outcome="missed").inc()
-        logger.warning(
-            "schedule fire time missed: outside the catch-up window",
-            extra={"event": "schedule_missed", "workflow_id": workflow.pk, "dispatch_key": key},
-        )
+        missed.add_latest(fire_at, keep=settings.MISSED_RUN_RECORDS_MAX)
     else:
-        _fire(workflow, schedule, fire_at, key, report)
+        _fire(workflow, schedule, fire_at, dispatch_key(workflow.pk, fire_at), report)
+    if missed.count:
+        _record_missed(workflow, schedule, missed, report)
     _remember(state, fire_at, schedule, now)
 
 
-def _fire(workflow: Workflow, schedule: CronSchedule, fire_at: datetime, key: str, report: TickReport) -> None:
-    run_input = {
+@dataclass
+class Missed:
+    """Fire times the dispatcher could not handle in time: the latest few one by one, the
+    rest only counted (first and last known)."""
+
+    kept: list[datetime] = field(default_factory=list)  # oldest first
+    rest: int = 0
+    rest_first: datetime | None = None
+    rest_last: datetime | None = None
+    scan_truncated: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.kept) + self.rest
+
+    def add_latest(self, moment: datetime, *, keep: int) -> None:
+        self.kept.append(moment)
+        while len(self.kept) > keep:
+            oldest = self.kept.pop(0)
+            self.rest += 1
+            self.rest_first = self.rest_first or oldest
+            self.rest_last = oldest
+
+
+# Never walk more fire times than this for one tick (a minutely schedule off for months).
+MISSED_SCAN_LIMIT = 100_000
+
+
+def missed_between(schedule: CronSchedule, after: datetime, before: datetime, *, keep: int) -> Missed:
+    """Fire times strictly between `after` and `before`."""
+    missed = Missed()
+    cursor = after
+    for _ in range(MISSED_SCAN_LIMIT):
+        moment = schedule.next_after(cursor)
+        if moment is None or moment >= before:
+            return missed
+        missed.add_latest(moment, keep=keep)
+        cursor = moment
+    missed.scan_truncated = True
+    return missed
+
+
+def _schedule_input(schedule: CronSchedule, fire_at: datetime) -> dict:
+    return {
         "schedule": {
             "fire_time": fire_time_key(fire_at),
             "local_fire_time": fire_at.astimezone(schedule.zone).isoformat(),
@@ -142,6 +187,45 @@ def _fire(workflow: Workflow, schedule: CronSchedule, fire_at: datetime, key: st
             "timezone": schedule.timezone_name,
         }
     }
+
+
+def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: Missed, report: TickReport) -> None:
+    cause = "fire time passed while the platform could not dispatch it (no tick ran: queue outage or beat down)"
+    for moment in missed.kept:
+        record_not_dispatched(
+            workflow,
+            trigger_type=TriggerType.SCHEDULE,
+            dispatch_key=dispatch_key(workflow.pk, moment),
+            code="CS-0002",
+            input={**_schedule_input(schedule, moment), "missed": True},
+            cause=cause,
+        )
+    if missed.rest:
+        first, last = fire_time_key(missed.rest_first), fire_time_key(missed.rest_last)
+        more = " or more (the scan stopped)" if missed.scan_truncated else ""
+        record_not_dispatched(
+            workflow,
+            trigger_type=TriggerType.SCHEDULE,
+            dispatch_key=f"schedule:{workflow.pk}:missed:{first}:{last}",
+            code="CS-0002",
+            input={
+                "schedule": {"cron": schedule.expression, "timezone": schedule.timezone_name},
+                "missed": {"count": missed.rest, "first_fire_time": first, "last_fire_time": last},
+            },
+            cause=f"{missed.rest}{more} fire times from {first} to {last} passed while the platform could not "
+            "dispatch them (one summary record)",
+            missed=missed.rest,
+        )
+    report.missed += missed.count
+    metrics.SCHEDULE_FIRES.labels(outcome="missed").inc(missed.count)
+    logger.warning(
+        "schedule fire times missed: recorded as CS-0002",
+        extra={"event": "schedule_missed", "workflow_id": workflow.pk, "missed": missed.count},
+    )
+
+
+def _fire(workflow: Workflow, schedule: CronSchedule, fire_at: datetime, key: str, report: TickReport) -> None:
+    run_input = _schedule_input(schedule, fire_at)
     try:
         enqueued = enqueue(workflow, trigger_type=TriggerType.SCHEDULE, dispatch_key=key, input=run_input)
     except EnqueueFailed:

@@ -1,5 +1,6 @@
 """After a long stop, the block poller catches up at most CONVEYOR_BLOCK_CATCHUP_MAX_BLOCKS
-behind the confirmed head; older blocks are skipped, counted and logged, never fired."""
+behind the confirmed head; older blocks are skipped, counted and logged, never fired: the
+runs they would have been are recorded as `system_error` BS-0002 runs that did no work."""
 
 import logging
 
@@ -34,8 +35,18 @@ def test_a_gap_beyond_the_bound_is_skipped_and_the_rest_caught_up(anvil, anvil_c
     assert skipped() == before + report.skipped_blocks
     fired = sorted(
         int(k.rsplit(":", 1)[1])
-        for k in Execution.objects.filter(workflow=workflow).values_list("dispatch_key", flat=True)
+        for k in Execution.objects.filter(workflow=workflow)
+        .exclude(error_code="BS-0002")
+        .values_list("dispatch_key", flat=True)
     )
     assert fired == [b for b in range(confirmed - 9, confirmed + 1) if b % 2 == 0]
+    missed = sorted(
+        int(k.rsplit(":", 1)[1])
+        for k in Execution.objects.filter(workflow=workflow, error_code="BS-0002", status="system_error").values_list(
+            "dispatch_key", flat=True
+        )
+    )
+    assert missed == [b for b in range(cursor + 1, confirmed - 9) if b % 2 == 0]
+    assert report.missed_runs == len(missed)
     assert report.cursor_after == confirmed
     assert any("blocks skipped" in r.getMessage() for r in caplog.records)

@@ -5,8 +5,10 @@ import re
 import pytest
 
 from executions.catalogue import (
+    AUTO_RETRIED_CODES,
     CATALOGUE,
     DID_NO_WORK_CODES,
+    MISSED_DISPATCH_CODES,
     PRODUCER_CODES,
     SYSTEM_CATEGORIES,
     customer_message,
@@ -17,6 +19,7 @@ from executions.statuses import TriggerType
 EXPECTED_CODES = {
     "C-0001", "C-0002", "C-0003", "C-0004", "E-0001", "E-0002", "E-0003", "E-0004", "N-0001", "N-0002",
     "P-0001", "P-0002", "P-0003", "P-0004", "P-0005", "CS-0001", "BS-0001", "ES-0001", "MS-0001",
+    "CS-0002", "BS-0002",
 }  # fmt: skip
 
 
@@ -36,11 +39,18 @@ def test_every_code_has_category_retry_flag_message_and_safe_to_rerun_flag(code)
 
 
 def test_only_runs_that_provably_did_no_work_are_called_safe_to_rerun():
-    assert DID_NO_WORK_CODES == {"P-0001", "P-0002", "P-0005", "CS-0001", "BS-0001", "ES-0001", "MS-0001"}
+    assert DID_NO_WORK_CODES == {
+        "P-0001", "P-0002", "P-0005", "CS-0001", "BS-0001", "ES-0001", "MS-0001", "CS-0002", "BS-0002",
+    }  # fmt: skip
     for code in DID_NO_WORK_CODES:
         assert "safe to re-run" in CATALOGUE[code].customer_message
     for code in set(CATALOGUE) - DID_NO_WORK_CODES:
         assert "may have partly run" in CATALOGUE[code].customer_message
+
+
+def test_the_retry_policy_may_retry_runs_that_did_no_work_but_never_replays_missed_fire_times():
+    assert AUTO_RETRIED_CODES == DID_NO_WORK_CODES - {"CS-0002", "BS-0002"}
+    assert MISSED_DISPATCH_CODES == {"CS-0002", "BS-0002"}
 
 
 def test_every_trigger_type_has_a_producer_code():

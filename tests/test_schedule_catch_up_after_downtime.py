@@ -1,6 +1,7 @@
 """After downtime the dispatcher makes one catch-up run, for the latest missed fire time,
 and only if it lies within the catch-up window; never one run per missed fire time, and
-never a run for a time before the schedule existed."""
+never a run for a time before the schedule existed. Every other fire time of the downtime
+is recorded as a `system_error` CS-0002 run that did no work, once."""
 
 from datetime import UTC, datetime
 
@@ -25,8 +26,19 @@ def tick_at(moment: datetime):
 
 
 def fire_times(workflow) -> list[str]:
-    rows = Execution.objects.filter(workflow=workflow).order_by("created_at").values_list("dispatch_key", flat=True)
+    """Fire times that were run (not recorded as missed)."""
+    rows = (
+        Execution.objects.filter(workflow=workflow)
+        .exclude(error_code="CS-0002")
+        .order_by("created_at")
+        .values_list("dispatch_key", flat=True)
+    )
     return [key.split(":", 2)[2] for key in rows]
+
+
+def missed_records(workflow) -> list[tuple[str, str, str]]:
+    rows = Execution.objects.filter(workflow=workflow, error_code="CS-0002").order_by("dispatch_key")
+    return [(row.dispatch_key.split(":", 2)[2], row.status, row.steps_started) for row in rows]
 
 
 def missed() -> float:
@@ -46,19 +58,26 @@ def test_one_catch_up_run_for_the_latest_missed_fire_time_within_the_window(hour
     # Down from 10:01 to 13:20: 11:00, 12:00 and 13:00 passed; 13:00 is 20 min old.
     report = tick_at(utc(2026, 6, 1, 13, 20))
     assert report.fired == [f"schedule:{hourly.pk}:2026-06-01T13:00:00Z"]
+    assert report.missed == 2
     assert tick_at(utc(2026, 6, 1, 13, 25)).fired == []
     assert fire_times(hourly) == ["2026-06-01T10:00:00Z", "2026-06-01T13:00:00Z"]
+    assert missed_records(hourly) == [
+        ("2026-06-01T11:00:00Z", "system_error", 0),
+        ("2026-06-01T12:00:00Z", "system_error", 0),
+    ]
 
 
 def test_a_missed_fire_time_older_than_the_window_makes_no_run(hourly):
     tick_at(utc(2026, 6, 1, 10, 0, 4))
     before = missed()
 
-    # Down until 16:45: the latest fire time, 16:00, is 45 min old, beyond the 30 min window.
+    # Down until 16:45: the latest fire time, 16:00, is 45 min old, beyond the 30 min window:
+    # 11:00 to 16:00 were all missed, none runs.
     report = tick_at(utc(2026, 6, 1, 16, 45))
-    assert report.fired == [] and report.missed == 1
-    assert missed() == before + 1
+    assert report.fired == [] and report.missed == 6
+    assert missed() == before + 6
     assert tick_at(utc(2026, 6, 1, 16, 50)).missed == 0  # counted once, not at every tick
+    assert [key for key, _, _ in missed_records(hourly)] == [f"2026-06-01T{h}:00:00Z" for h in range(11, 17)]
 
     assert tick_at(utc(2026, 6, 1, 17, 0, 2)).fired == [f"schedule:{hourly.pk}:2026-06-01T17:00:00Z"]
     assert fire_times(hourly) == ["2026-06-01T10:00:00Z", "2026-06-01T17:00:00Z"]

@@ -3,12 +3,11 @@ overlapping the next) still enqueue every fire time exactly once: the dispatch k
 unique in the database, whoever inserts it first."""
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.db import connection
-from django.utils import timezone
 
 from executions.models import Execution
 from scheduler.models import ScheduleState
@@ -20,7 +19,7 @@ WORKFLOWS = 12
 
 
 def test_two_ticks_racing_on_two_connections_enqueue_each_fire_time_once(producer_app, sqs_queues):
-    now = timezone.now()
+    now = datetime(2026, 6, 1, 10, 0, 30, tzinfo=UTC)  # a fixed clock: the same fire times every run
     org = make_org()
     with time_machine.travel(now - timedelta(minutes=3), tick=False):
         workflows = [
@@ -50,8 +49,13 @@ def test_two_ticks_racing_on_two_connections_enqueue_each_fire_time_once(produce
     fired = [key for report in reports for key in report.fired]
     assert len(fired) == len(set(fired)) == WORKFLOWS
     assert sum(r.duplicates for r in reports) + len(fired) <= 2 * WORKFLOWS
-    runs = Execution.objects.filter(workflow__in=workflows)
+    runs = Execution.objects.filter(workflow__in=workflows).exclude(error_code="CS-0002")
     assert runs.count() == WORKFLOWS
+    # Armed three minutes ago and never ticked since: the two fire times before the latest
+    # were missed, and are recorded once each however many ticks race (CS-0002).
+    missed = Execution.objects.filter(workflow__in=workflows, error_code="CS-0002")
+    assert missed.count() == 2 * WORKFLOWS
+    assert len(set(missed.values_list("dispatch_key", flat=True))) == 2 * WORKFLOWS
     assert sorted(runs.values_list("dispatch_key", flat=True)) == sorted(fired)
     assert sqs_queues.wait_for_count("runs", WORKFLOWS, timeout=10) == WORKFLOWS  # one message per run
     fire_time = now.replace(second=0, microsecond=0)
