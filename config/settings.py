@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "executions",
+    "pipeline",
     "scheduler",
     "reaper",
     "frontend",
@@ -147,6 +148,21 @@ SQS_VISIBILITY_TIMEOUT = env_int("CONVEYOR_SQS_VISIBILITY_TIMEOUT", 1800, minimu
 SQS_CONNECT_TIMEOUT_S = env_float("CONVEYOR_SQS_CONNECT_TIMEOUT_S", 3.0, minimum=0.1)
 SQS_READ_TIMEOUT_S = env_float("CONVEYOR_SQS_READ_TIMEOUT_S", 10.0, minimum=0.1)
 SQS_MAX_ATTEMPTS = env_int("CONVEYOR_SQS_MAX_ATTEMPTS", 2, minimum=1)
+# Broker outages (pipeline/broker.py, docs/decisions/0007-broker-outages.md). Workers, beat
+# and producers create a missing platform queue again unless this is off (production
+# where IAM forbids sqs:CreateQueue: then a missing queue is one clear error naming it).
+SQS_CREATE_QUEUES = env_bool("CONVEYOR_SQS_CREATE_QUEUES", True)
+# A consumer that completed no receive for the long-poll wait plus this margin rebuilds
+# its SQS connection and polls again (a receive itself times out at half the margin).
+CONSUMER_STALL_MARGIN_S = env_float("CONVEYOR_CONSUMER_STALL_MARGIN_S", 10.0, minimum=0.5)
+# The probe calls a consumer unhealthy (degraded: receives fail; stalled: none is even
+# attempted) after this long; by default three stall periods.
+CONSUMER_UNHEALTHY_AFTER_S = env_float(
+    "CONVEYOR_CONSUMER_UNHEALTHY_AFTER_S", 3 * (SQS_WAIT_TIME_SECONDS + CONSUMER_STALL_MARGIN_S), minimum=1.0
+)
+# Last resort: a worker whose event loop has not turned for this long exits non-zero.
+CONSUMER_EXIT_AFTER_S = env_float("CONVEYOR_CONSUMER_EXIT_AFTER_S", 300.0, minimum=5.0)
+WORKER_LIVENESS_INTERVAL_S = env_float("CONVEYOR_WORKER_LIVENESS_INTERVAL_S", 10.0, minimum=0.2)
 
 # Queue messages are signed; the previous key stays accepted during a rotation.
 MESSAGE_SIGNING_KEY = env_str("CONVEYOR_MESSAGE_SIGNING_KEY", "")
@@ -218,6 +234,10 @@ RETENTION_INTERVAL_S = env_int("CONVEYOR_RETENTION_INTERVAL_S", 3600, minimum=60
 # the latest missed fire time, if it is at most SCHEDULE_CATCHUP_WINDOW_S old.
 SCHEDULE_TICK_S = env_float("CONVEYOR_SCHEDULE_TICK_S", 10.0, minimum=0.2)
 SCHEDULE_CATCHUP_WINDOW_S = env_int("CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S", 3600, minimum=0)
+# Fire times (and blocks) an outage kept from being dispatched are recorded as runs of
+# their own (CS-0002, BS-0002); at most this many per schedule (per block workflow) and
+# pass, the older rest counted in one summary record.
+MISSED_RUN_RECORDS_MAX = env_int("CONVEYOR_MISSED_RUN_RECORDS_MAX", 100, minimum=0)
 # EVM chains block triggers may use: a JSON list of
 # {"chain_id": 1, "name": "mainnet", "rpc_url": "https://...", "confirmations": 12}
 # (its shape is checked by scheduler.chains, system check scheduler.E001).
@@ -239,7 +259,11 @@ SYSTEM_RETRY_BATCH_SIZE = env_int("CONVEYOR_SYSTEM_RETRY_BATCH_SIZE", 200, minim
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "sqs://")
+# kombu's SQS transport, made to survive broker outages of every shape (pipeline/broker.py).
+CELERY_BROKER_TRANSPORT = "pipeline.broker:Transport" if CELERY_BROKER_URL.startswith("sqs://") else None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost its connection retries for as long as the outage lasts.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "queue_name_prefix": QUEUE_PREFIX,
@@ -280,47 +304,38 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = WORKER_SOFT_SHUTDOWN_TIMEOUT_S
 CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
 CELERY_WORKER_CONSUMER = "executions.consumer:DeadLetteringConsumer"
+
+
+def _periodic(task: str, every_s: float, *, schedule=None, args: tuple = ()) -> dict:
+    """A beat entry on the maintenance queue whose message expires when the next one is
+    due: after an outage the worker discards the backlog instead of draining it."""
+    entry = {
+        "task": task,
+        "schedule": schedule if schedule is not None else every_s,
+        "options": {"queue": MAINTENANCE_QUEUE, "expires": float(every_s)},
+    }
+    if args:
+        entry["args"] = args
+    return entry
+
+
 CELERY_BEAT_SCHEDULE = {
-    "reaper-sweep": {
-        "task": "reaper.tasks.sweep",
-        "schedule": REAPER_INTERVAL_S,
-        "options": {"queue": MAINTENANCE_QUEUE},
-    },
-    "scheduler-tick": {
-        "task": "scheduler.tasks.maintenance_schedule_tick",
-        "schedule": SCHEDULE_TICK_S,
-        "options": {"queue": MAINTENANCE_QUEUE},
-    },
-    "system-retry-tick": {
-        "task": "scheduler.tasks.maintenance_system_retry_tick",
-        "schedule": SYSTEM_RETRY_TICK_S,
-        "options": {"queue": MAINTENANCE_QUEUE},
-    },
+    "reaper-sweep": _periodic("reaper.tasks.sweep", REAPER_INTERVAL_S),
+    "scheduler-tick": _periodic("scheduler.tasks.maintenance_schedule_tick", SCHEDULE_TICK_S),
+    "system-retry-tick": _periodic("scheduler.tasks.maintenance_system_retry_tick", SYSTEM_RETRY_TICK_S),
+    "retention-purge": _periodic("observability.tasks.purge_expired_runs", float(RETENTION_INTERVAL_S)),
 }
 if CHAINS:  # no poll messages every few seconds on a platform without block triggers
-    CELERY_BEAT_SCHEDULE["block-poll"] = {
-        "task": "scheduler.tasks.maintenance_block_poll",
-        "schedule": BLOCK_POLL_S,
-        "options": {"queue": MAINTENANCE_QUEUE},
-    }
-CELERY_BEAT_SCHEDULE.update(
-    {
-        f"failure-digest-{period}": {
-            "task": "observability.tasks.send_failure_digests",
-            "schedule": crontab(minute=0, hour=DIGEST_HOUR_UTC)
-            if period == "daily"
-            else crontab(minute=0, hour=DIGEST_HOUR_UTC, day_of_week=DIGEST_WEEKDAY),
-            "args": (period,),
-            "options": {"queue": MAINTENANCE_QUEUE},
-        }
-        for period in DIGEST_PERIODS
-    }
-)
-CELERY_BEAT_SCHEDULE["retention-purge"] = {
-    "task": "observability.tasks.purge_expired_runs",
-    "schedule": float(RETENTION_INTERVAL_S),
-    "options": {"queue": MAINTENANCE_QUEUE},
-}
+    CELERY_BEAT_SCHEDULE["block-poll"] = _periodic("scheduler.tasks.maintenance_block_poll", BLOCK_POLL_S)
+for _period in DIGEST_PERIODS:
+    CELERY_BEAT_SCHEDULE[f"failure-digest-{_period}"] = _periodic(
+        "observability.tasks.send_failure_digests",
+        86400.0 if _period == "daily" else 7 * 86400.0,
+        schedule=crontab(minute=0, hour=DIGEST_HOUR_UTC)
+        if _period == "daily"
+        else crontab(minute=0, hour=DIGEST_HOUR_UTC, day_of_week=DIGEST_WEEKDAY),
+        args=(_period,),
+    )
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
