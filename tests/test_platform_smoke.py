@@ -224,25 +224,40 @@ def test_platform_runs_the_example_serves_the_admin_and_stops_cleanly_on_ctrl_c(
         assert (platform.var_dir / "logs" / f"{name}.log").stat().st_size > 0, name
 
 
+def _pids_of(platform: Platform, word: bytes) -> list[int]:
+    found = []
+    for pid in _marked_pids(platform.marker):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if word in cmdline:
+            found.append(pid)
+    return found
+
+
 @pytest.mark.e2e
-def test_a_child_that_dies_stops_the_platform_with_an_error(platform_factory):
+def test_a_child_that_dies_is_restarted_with_a_back_off_and_the_platform_keeps_running(platform_factory):
     platform = platform_factory("--no-example")
     platform.wait_for_output(r"^Conveyor is running", START_TIMEOUT_S)
-    beat = [
-        pid
-        for pid in _marked_pids(platform.marker)
-        if b" beat " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    ]
-    assert len(beat) == 1, beat
 
-    os.kill(beat[0], signal.SIGKILL)
+    for attempt, delay in ((1, 1), (2, 2)):
+        (beat,) = _pids_of(platform, b" beat ")
+        os.kill(beat, signal.SIGKILL)
+        platform.wait_for_output(
+            rf"beat exited unexpectedly \(killed by SIGKILL\); "
+            rf"restarting it in {delay} s \(restart {attempt} in a row\)",
+            30,
+        )
+        assert _wait(lambda beat=beat: (pids := _pids_of(platform, b" beat ")) and beat not in pids, 30), (
+            platform.logs()
+        )
+        assert platform.popen.poll() is None, platform.logs()
+    assert platform.output().count("[platform] restarted beat") == 2
+    assert len(_pids_of(platform, b" worker ")) >= 2  # the workers were left alone
 
-    try:
-        code = platform.popen.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the platform did not notice its beat died\n{platform.logs()}")
-    assert code != 0
-    assert "beat exited unexpectedly" in platform.output()
+    platform.popen.send_signal(signal.SIGINT)
+    assert platform.popen.wait(timeout=STOP_TIMEOUT_S) == 0, platform.logs()
     assert _wait(lambda: not _marked_pids(platform.marker), 5), f"left behind: {_marked_pids(platform.marker)}"
 
 

@@ -5,7 +5,11 @@ pieces production runs separately — a Celery worker for the runs queue, a seco
 for the maintenance queue (the reaper never waits behind long runs), celery beat and the
 web server — runs the example workflow once, and supervises them until Ctrl-C (SIGINT) or
 SIGTERM, when it stops them all (SIGTERM, then SIGKILL after a grace period) and exits 0.
-If one of them dies on its own, it says which, stops the rest and exits non-zero.
+If one of them fails to start, it says which, stops the rest and exits non-zero. Once the
+platform runs, a process that dies (a worker that exited for its process manager after its
+consumer could not recover, a killed beat, moto) is restarted with a back-off (1 s, 2 s,
+4 s, ... up to a minute; back to 1 s after it ran for a minute), saying so with the end
+of its log: the rest keeps running.
 
 Children's output goes to <CONVEYOR_VAR_DIR>/logs/<name>.log; the supervisor's pid is in
 <CONVEYOR_VAR_DIR>/platform.pid while it runs.
@@ -49,6 +53,8 @@ EXAMPLE_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0  # web, beat and moto
 WORKER_STOP_MARGIN_S = 15.0  # on top of the workers' soft-shutdown timeout
 TICK_S = 0.2
+RESTART_BACKOFF_MAX_S = 60.0
+RESTART_HEALTHY_AFTER_S = 60.0  # a child that ran this long starts its back-off afresh
 
 # Names and values the children must not inherit: moto accepts any key, and a profile or
 # session token meant for real AWS must never be sent to it (or fail the client's setup).
@@ -140,9 +146,14 @@ class Child:
         self.grace_s = grace_s
         self.popen: subprocess.Popen | None = None
         self.expected_exit = False
+        self.started_at = 0.0
+        self.restarts = 0  # in a row, since it last ran healthily
+        self.restart_at: float | None = None
 
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
+    def start(self, *, append: bool = False) -> None:
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        with open(self.log_path, "ab" if append else "wb") as log:
             self.popen = subprocess.Popen(
                 self.argv,
                 cwd=settings.BASE_DIR,
@@ -300,7 +311,38 @@ class Command(BaseCommand):
             raise _Interrupted(self._signals[0])
         for child in self.children:
             if not child.expected_exit and child.popen is not None and not child.running():
-                raise _ChildDied(child)
+                if not self._supervising:
+                    raise _ChildDied(child)  # it never started: restarting would hide why
+                self._restart_later_or_now(child)
+
+    def _restart_later_or_now(self, child: Child) -> None:
+        now = time.monotonic()
+        if child.restart_at is None:
+            if now - child.started_at >= RESTART_HEALTHY_AFTER_S:
+                child.restarts = 0
+            delay = min(RESTART_BACKOFF_MAX_S, 2.0**child.restarts)
+            child.restart_at = now + delay
+            self.warn(
+                f"[platform] {child.name} exited unexpectedly ({_describe_exit(child.returncode)}); restarting it "
+                f"in {delay:.0f} s (restart {child.restarts + 1} in a row). The last lines of {child.log_path}:\n"
+                f"{child.log_tail(15)}"
+            )
+            return
+        if now < child.restart_at:
+            return
+        child.restarts += 1
+        child.start(append=True)
+        self._remember_tree()
+        self.say(f"[platform] restarted {child.name} (pid {child.pid})")
+        if child.name == "moto":
+            # A new SQS server has no queues: create them now (the workers, beat and the web
+            # process would also create them again on their own).
+            port = int(self.sqs_url.rsplit(":", 1)[1])
+            deadline = time.monotonic() + MOTO_READY_TIMEOUT_S
+            while not _port_answers(port) and time.monotonic() < deadline and child.running():
+                time.sleep(TICK_S)
+            with contextlib.suppress(Exception):
+                self._create_queues()
 
     def _wait_until(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -315,6 +357,7 @@ class Command(BaseCommand):
     # -- main ------------------------------------------------------------------------
     def handle(self, *args, **options) -> None:
         self._signals: list[int] = []
+        self._supervising = False
         self.children: list[Child] = []
         self._tree: dict[int, _Proc] = {}
         web_port, sqs_port = options["port"], options["sqs_port"]
@@ -475,7 +518,7 @@ class Command(BaseCommand):
 
         # Created before kombu sees them, with the visibility timeout from settings (kombu
         # only sets it on the queues it creates itself).
-        return sorted(queue.full_name(name) for name in queue.ensure_queues())
+        return sorted(queue.full_name(name) for name in queue.ensure_queues(refresh=True))
 
     def _run_example(self) -> None:
         from executions.models import Workflow
@@ -534,6 +577,7 @@ class Command(BaseCommand):
         self.say(f"  Logs:      {self.log_dir}/ ({logs})")
 
     def _monitor(self) -> None:
+        self._supervising = True
         ticks = 0
         while True:
             self._check()
