@@ -6,12 +6,14 @@
 #   make bench   the pipeline benchmark (bench/)
 #
 # Variables: PYTHON (the interpreter that creates .venv, default python3), PLATFORM_ARGS
-# (e.g. "--port 8001 --no-example"), PYTEST_ARGS (e.g. "-k reaper -x"), BENCH_ARGS.
+# (e.g. "--port 8001 --no-example"), PYTEST_ARGS (e.g. "-k reaper -x"), TEST_WORKERS
+# (pytest-xdist processes, default 2; 0 runs the suite in one process), BENCH_ARGS.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install up test lint bench
@@ -36,7 +38,7 @@ up: install
 test: install
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/install-test-deps.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

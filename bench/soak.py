@@ -3,6 +3,7 @@ check the invariants (issue 3).
 
     .venv/bin/python bench/soak.py               # 500 runs
     .venv/bin/python bench/soak.py --runs 100 --fault-rate 0.4 --seed 7
+    .venv/bin/python bench/soak.py --runs 10000 --outage-rate 0.005   # about an hour
 
 It starts moto's SQS server behind a cuttable TCP proxy, a runs worker, a maintenance
 worker and beat (the reaper), against a PostgreSQL database of its own
@@ -11,7 +12,12 @@ worker and beat (the reaper), against a PostgreSQL database of its own
 stays small. Faults: the SQS endpoint cut during enqueue, a message deleted before any
 worker sees it, the supervising pool process SIGKILLed or SIGSTOPped mid-step, the runtime
 child SIGKILLed, a deadline, the same message delivered twice, poison and forged messages,
-and user faults (a bad template) that must never end as system_error.
+and user faults (a bad template) that must never end as system_error. Among them, at
+--outage-rate, SQS outages of every shape (refused, reset, black hole, half-open) lasting
+--outage-seconds: the run queued just before the cut must still succeed (healed from
+P-0005 if the outage outlasted the start threshold), the run queued during it is MS-0001,
+and the first run queued after the restore must succeed; its delay is the recovery time,
+tabled per shape.
 
 Exit status 0 when every invariant holds; the table of faults injected vs statuses
 observed is printed either way.
@@ -87,12 +93,18 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "deadline": {(S.SYSTEM_ERROR, "E-0001")},
     "duplicate_delivery": {(S.SUCCESS, "")},
 }
+OUTAGE_SHAPES = ("refuse", "reset", "blackhole", "half-open")
+for _shape in OUTAGE_SHAPES:
+    # Queued before the cut: received late, or aged P-0005 and healed by its late message.
+    EXPECTED[f"before {_shape} outage"] = {(S.SUCCESS, "")}
+    EXPECTED[f"during {_shape} outage"] = {(S.SYSTEM_ERROR, "MS-0001")}
+    EXPECTED[f"after {_shape} outage"] = {(S.SUCCESS, "")}
 # A message a killed pool process had taken, or whose acknowledgement failed during an SQS
 # cut, comes back after the visibility timeout: short here, so such a run heals (late
 # message after P-0005) or is dropped as a duplicate within the soak's horizon.
 VISIBILITY_TIMEOUT_S = 10
-INFRASTRUCTURE_FAULTS = {"sqs_cut_at_enqueue", "message_dropped", "pool_killed", "child_killed", "deadline"}
 QUEUE_FAULTS = ("poison", "forged")
+RANDOM_FAULTS = sorted(name for name in EXPECTED if "outage" not in name)
 
 
 def sleeping(seconds: float, steps: int) -> dict:
@@ -113,6 +125,7 @@ class Soak:
         self.random = random.Random(args.seed)
         self.planned: dict[uuid.UUID, str] = {}
         self.queue_faults: Counter = Counter()
+        self.outages: dict[str, list[tuple[float, float]]] = defaultdict(list)  # shape -> (length, recovery)
         self.notes: list[str] = []
 
     # -- set-up ---------------------------------------------------------------------
@@ -132,6 +145,9 @@ class Soak:
             extra={
                 "CONVEYOR_PYTHON_CALLABLES": os.environ["CONVEYOR_PYTHON_CALLABLES"],
                 "CONVEYOR_LOG_LEVEL": "WARNING",
+                # As the outage tests: a consumer rebuilds its connection after 1 + 4 s.
+                "CONVEYOR_CONSUMER_STALL_MARGIN_S": "4",
+                "CONVEYOR_SQS_READ_TIMEOUT_S": "4",
             },
         )
         self.stack.enter_context(settings_for_worker_env(env))
@@ -174,10 +190,52 @@ class Soak:
 
         return self._wait(ready)
 
+    def outage(self, n: int) -> None:
+        """An SQS outage of a random shape, with a run queued just before, one during and
+        one after it (the recovery probe)."""
+        shape = self.random.choice(OUTAGE_SHAPES)
+        low, high = self.args.outage_seconds
+        length = self.random.uniform(low, high)
+        # A refused message being dead-lettered must not lose its copy to the cut.
+        self._wait(lambda: self.sqs.count("dead-letter") >= sum(self.queue_faults.values()), 15)
+        before = enqueue(self.workflows["quick"], trigger_type="manual", input={"n": n}).execution
+        self.planned[before.pk] = f"before {shape} outage"
+        self.proxy.cut(shape)
+        cut_at = time.monotonic()
+        try:
+            during = enqueue(self.workflows["quick"], trigger_type="manual", input={"n": n}).execution
+            self.notes.append(f"a run queued during a {shape} outage was sent: {during.pk}")
+            self.planned[during.pk] = "none"
+        except EnqueueFailed as failed:
+            self.planned[failed.execution.pk] = f"during {shape} outage"
+        time.sleep(max(0.0, length - (time.monotonic() - cut_at)))
+        self.proxy.restore()
+        restored = time.monotonic()
+        after = None
+        for _ in range(5):
+            try:
+                after = enqueue(self.workflows["quick"], trigger_type="manual", input={"n": n}).execution
+                break
+            except EnqueueFailed as failed:
+                # A connection the outage left half-open in this producer's pool: the send
+                # is MS-0001 (honestly recorded), and the next one opens a fresh connection.
+                self.planned[failed.execution.pk] = f"during {shape} outage"
+        if after is None:
+            self.notes.append(f"no run could be queued after a {shape} outage")
+            self.outages[shape].append((length, float("inf")))
+            return
+        self.planned[after.pk] = f"after {shape} outage"
+        done = self._wait(lambda: Execution.objects.filter(pk=after.pk, status__in=TERMINAL).exists(), 120)
+        recovery = time.monotonic() - restored if done else float("inf")
+        self.outages[shape].append((length, recovery))
+
     def run_one(self, n: int) -> None:
+        if self.args.outage_rate and self.random.random() < self.args.outage_rate:
+            self.outage(n)
+            return
         fault = "none"
         if self.random.random() < self.args.fault_rate:
-            fault = self.random.choice(sorted(EXPECTED) + list(QUEUE_FAULTS))
+            fault = self.random.choice(RANDOM_FAULTS + list(QUEUE_FAULTS))
         if fault in QUEUE_FAULTS:
             self._queue_fault(fault)
             fault = "none"
@@ -317,6 +375,19 @@ class Soak:
             print(f"  {fault:<22} {total:>5}  {observed}")
         for kind, count in sorted(self.queue_faults.items()):
             print(f"  {kind + ' message':<22} {count:>5}  dead-lettered (queue holds {dead} in all)")
+        if self.outages:
+            print("\noutage shape   outages  length (s)   recovery after restore (s): median / max")
+            for shape, seen in sorted(self.outages.items()):
+                lengths = sorted(length for length, _ in seen)
+                recoveries = sorted(recovery for _, recovery in seen)
+                median = recoveries[len(recoveries) // 2]
+                print(
+                    f"  {shape:<12} {len(seen):>7}  {lengths[0]:.0f}-{lengths[-1]:.0f}"
+                    f"{'':>8}{median:.1f} / {recoveries[-1]:.1f}"
+                )
+                if recoveries[-1] == float("inf"):
+                    ok = False
+                    self.notes.append(f"a {shape} outage's probe run never finished")
         print(f"\nmain queue left: {main_left}; dead-letter: {dead}; logs: {self.log_dir}")
         for note in self.notes:
             print(f"  note: {note}")
@@ -330,6 +401,13 @@ def main() -> int:
     parser.add_argument("--fault-rate", type=float, default=0.25)
     parser.add_argument("--window", type=int, default=4, help="unfinished runs at most (keeps waits < 6 s)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--outage-rate", type=float, default=0.0, help="chance per run of an SQS outage first")
+    parser.add_argument(
+        "--outage-seconds",
+        type=lambda text: tuple(float(part) for part in text.split(",")),
+        default=(3.0, 30.0),
+        help="shortest,longest outage (default 3,30)",
+    )
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     with Soak(args) as soak:

@@ -37,7 +37,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from django.conf import settings
 from kombu.asynchronous.aws.sqs.connection import AsyncSQSConnection
 from kombu.asynchronous.http.curl import CurlClient
@@ -260,6 +267,12 @@ class Channel(SQS.Channel):
     def _put(self, queue, message, **kwargs):
         try:
             return super()._put(queue, message, **kwargs)
+        except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError):
+            # The producer's pooled connections may be dead ones an outage left behind
+            # (half-open): the next send starts with a fresh client. No retry here: the
+            # caller records its own code for this send (CS/BS/ES/MS-0001).
+            self._sqs = None
+            raise
         except Exception as exc:
             if not is_missing_queue_error(exc) or isinstance(exc, QueueMissing):
                 raise

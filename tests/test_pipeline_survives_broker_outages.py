@@ -24,7 +24,9 @@ from reaper.models import Lease
 from tests.e2e import wait_for, wait_status
 from tests.ui import member
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+# Mostly waiting out outages: one xdist group, so they share a worker and leave the other
+# one to the CPU-bound tests (Makefile: -n 2 --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("long")]
 
 SHAPES = ("refuse", "reset", "blackhole", "half-open")
 WAIT_S = 1  # the e2e long poll (tests/harness/processes.py: E2E_THRESHOLDS)

@@ -91,7 +91,8 @@ def test_the_retry_policy_never_replays_a_missed_fire_time_but_an_operator_may_r
     from executions.rerun import rerun
 
     tick_at(utc(2026, 6, 1, 10, 3, 5))
-    record = Execution.objects.filter(workflow=every_minute, error_code="CS-0002").select_related("workflow").first()
+    records = Execution.objects.filter(workflow=every_minute, error_code="CS-0002").select_related("workflow")
+    record = records.order_by("dispatch_key").first()
 
     with pytest.raises(NotEligible, match="missed fire time"):
         check_eligible(record, utc(2026, 6, 2))
