@@ -29,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from executions.statuses import ExecutionStatus as S  # noqa: E402  (statuses have one home)
+from failures.statuses import ExecutionStatus as S  # noqa: E402  (statuses have one home)
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/conveyor_bench"
 WORKFLOWS = 20
@@ -132,8 +132,10 @@ def load(n: int, recent: int) -> float:
     """Empty the table and fill it with *n* runs; returns the seconds it took."""
     from django.db import connection
 
-    from executions.models import Execution, Organization, Step, Transition, Workflow
+    from executions.models import Execution, Step, Transition
+    from tenancy.models import Organization
     from tests.factories import make_org
+    from workflows.models import Workflow
 
     started = time.perf_counter()
     with connection.cursor() as cursor:
@@ -220,10 +222,11 @@ def explain() -> None:
     from django.db.models import Count
     from django.utils import timezone
 
-    from executions.catalogue import SYSTEM_CATEGORIES
-    from executions.models import Execution, Organization
-    from executions.statuses import IN_PROGRESS
+    from executions.models import Execution
+    from failures.catalogue import SYSTEM_CATEGORIES
+    from failures.statuses import IN_PROGRESS
     from observability.collectors import failed_in_window, finished_in_window
+    from tenancy.models import Organization
 
     since = timezone.now() - timedelta(hours=1)
     queries = {
@@ -257,7 +260,7 @@ def main() -> None:
     results = {}
     for n in sizes:
         loaded = load(n, args.recent)
-        from executions.models import Organization
+        from tenancy.models import Organization
 
         settings.METRICS_MANAGED_ORGS = list(Organization.objects.values_list("slug", flat=True))
         results[n] = measure(args.scrapes)

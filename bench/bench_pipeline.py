@@ -113,9 +113,11 @@ def measure_bare(pipeline: BenchPipeline, n: int, window: int, producers: int) -
 
 
 def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int, producers: int) -> Throughput:
-    from executions.models import Execution, Organization, Workflow
-    from executions.statuses import TERMINAL
-    from scheduler.enqueue import enqueue
+    from executions.enqueue import enqueue
+    from executions.models import Execution
+    from failures.statuses import TERMINAL
+    from tenancy.models import Organization
+    from workflows.models import Workflow
 
     org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     workflow = Workflow.objects.create(organization=org, name=f"bench-{runtime}", definition=NOOP, runtime=runtime)

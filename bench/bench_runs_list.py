@@ -35,7 +35,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-from executions.statuses import ExecutionStatus  # noqa: E402  (statuses have one home)
+from failures.statuses import ExecutionStatus  # noqa: E402  (statuses have one home)
 
 S = ExecutionStatus
 SERVER_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
@@ -73,8 +73,10 @@ def load(database: str, runs: int, reload: bool) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from executions.catalogue import CATALOGUE
-    from executions.models import Execution, Member, Organization, Workflow
+    from executions.models import Execution
+    from failures.catalogue import CATALOGUE
+    from tenancy.models import Member, Organization
+    from workflows.models import Workflow
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -175,7 +177,9 @@ def measure(database: str, repeat: int) -> None:
     from django.urls import Resolver404, clear_url_caches, resolve
     from rest_framework.authtoken.models import Token
 
-    from executions.models import Execution, Member, Workflow
+    from executions.models import Execution
+    from tenancy.models import Member
+    from workflows.models import Workflow
 
     try:
         resolve("/api/runs/")
@@ -251,7 +255,8 @@ def explain(database: str) -> None:
     from django.db import connection
     from django.test import RequestFactory
 
-    from executions.models import Execution, Workflow
+    from executions.models import Execution
+    from workflows.models import Workflow
 
     operator = get_operator()
     workflow = Workflow.objects.order_by("pk").first()

@@ -70,14 +70,16 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
-from executions import messages  # noqa: E402
-from executions.models import Execution, Organization, Step, Workflow  # noqa: E402
-from executions.statuses import TERMINAL, ExecutionStatus  # noqa: E402
-from scheduler.enqueue import EnqueueFailed, enqueue  # noqa: E402
+from executions.enqueue import EnqueueFailed, enqueue  # noqa: E402
+from executions.models import Execution, Step  # noqa: E402
+from failures.statuses import TERMINAL, ExecutionStatus  # noqa: E402
+from messaging import messages  # noqa: E402
+from tenancy.models import Organization  # noqa: E402
 from tests.harness.moto_server import MotoServer  # noqa: E402
 from tests.harness.processes import CeleryProcesses, build_worker_env, settings_for_worker_env  # noqa: E402
 from tests.harness.sqs import SqsQueues, new_prefix  # noqa: E402
 from tests.harness.tcp_proxy import TcpProxy  # noqa: E402
+from workflows.models import Workflow  # noqa: E402
 
 S = ExecutionStatus
 

@@ -44,12 +44,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_prometheus",
-    "executions",
+    "config",  # registers the system checks of config/checks.py
+    "executions",  # also the label of the tenancy and workflows models
+    "messaging",
     "pipeline",
     "scheduler",
     "reaper",
     "frontend",
     "observability",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -148,7 +151,7 @@ SQS_VISIBILITY_TIMEOUT = env_int("CONVEYOR_SQS_VISIBILITY_TIMEOUT", 1800, minimu
 SQS_CONNECT_TIMEOUT_S = env_float("CONVEYOR_SQS_CONNECT_TIMEOUT_S", 3.0, minimum=0.1)
 SQS_READ_TIMEOUT_S = env_float("CONVEYOR_SQS_READ_TIMEOUT_S", 10.0, minimum=0.1)
 SQS_MAX_ATTEMPTS = env_int("CONVEYOR_SQS_MAX_ATTEMPTS", 2, minimum=1)
-# Broker outages (pipeline/broker.py, docs/decisions/0007-broker-outages.md). Workers, beat
+# Broker outages (messaging/broker.py, docs/decisions/0007-broker-outages.md). Workers, beat
 # and producers create a missing platform queue again unless this is off (production
 # where IAM forbids sqs:CreateQueue: then a missing queue is one clear error naming it).
 SQS_CREATE_QUEUES = env_bool("CONVEYOR_SQS_CREATE_QUEUES", True)
@@ -200,7 +203,7 @@ HTTP_ACTION_CA_BUNDLE = env_str("CONVEYOR_HTTP_CA_BUNDLE", "")
 DELAY_ACTION_MAX_S = env_float("CONVEYOR_DELAY_MAX_S", 300.0, minimum=0.0)
 PYTHON_CALLABLE_ALLOWLIST = env_list(
     "CONVEYOR_PYTHON_CALLABLES",
-    ["executions.actions.examples.add_numbers", "executions.actions.examples.echo"],
+    ["workflows.actions.examples.add_numbers", "workflows.actions.examples.echo"],
 )
 MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum=1)
 
@@ -259,8 +262,8 @@ SYSTEM_RETRY_BATCH_SIZE = env_int("CONVEYOR_SYSTEM_RETRY_BATCH_SIZE", 200, minim
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "sqs://")
-# kombu's SQS transport, made to survive broker outages of every shape (pipeline/broker.py).
-CELERY_BROKER_TRANSPORT = "pipeline.broker:Transport" if CELERY_BROKER_URL.startswith("sqs://") else None
+# kombu's SQS transport, made to survive broker outages of every shape (messaging/broker.py).
+CELERY_BROKER_TRANSPORT = "messaging.broker:Transport" if CELERY_BROKER_URL.startswith("sqs://") else None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker that lost its connection retries for as long as the outage lasts.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
@@ -303,7 +306,7 @@ CELERY_RESULT_BACKEND = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = WORKER_SOFT_SHUTDOWN_TIMEOUT_S
 CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
-CELERY_WORKER_CONSUMER = "executions.consumer:DeadLetteringConsumer"
+CELERY_WORKER_CONSUMER = "pipeline.celery_consumer:DeadLetteringConsumer"
 
 
 def _periodic(task: str, every_s: float, *, schedule=None, args: tuple = ()) -> dict:
@@ -350,10 +353,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Conveyor API",
     "VERSION": "1.0.0",
     "ENUM_NAME_OVERRIDES": {
-        "RunStatusEnum": "executions.statuses.ExecutionStatus",
+        "RunStatusEnum": "failures.statuses.ExecutionStatus",
         "StepStatusEnum": "executions.models.StepStatus",
-        "RunTriggerTypeEnum": "executions.statuses.TriggerType",
-        "WorkflowTriggerTypeEnum": "scheduler.triggers.WORKFLOW_TRIGGERS",
+        "RunTriggerTypeEnum": "failures.statuses.TriggerType",
+        "WorkflowTriggerTypeEnum": "workflows.triggers.WORKFLOW_TRIGGERS",
     },
 }
 # Rate limits of the trigger, re-run and webhook endpoints are counted in this cache: the
@@ -378,7 +381,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "executions.logging.JsonFormatter"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_JSON else "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -33,21 +33,13 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from executions import services
-from executions.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, CODE_CHOICES, ErrorCategory
-from executions.models import (
-    Execution,
-    Member,
-    Organization,
-    OrganizationSecret,
-    Step,
-    StepStatus,
-    Transition,
-    Workflow,
-)
-from executions.rerun import rerun_notice
-from executions.statuses import IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, status_for_error_type
-from frontend import presentation, queries
+from executions import presentation, queries, services
+from executions.models import Execution, Step, StepStatus, Transition
+from executions.presentation import rerun_notice
+from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, CODE_CHOICES, ErrorCategory
+from failures.statuses import IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, status_for_error_type
+from tenancy.models import Member, Organization, OrganizationSecret
+from workflows.models import Workflow
 
 S = ExecutionStatus
 SELECTION_LIMIT = 100  # rows an admin action handles; larger recoveries use the bulk re-run page

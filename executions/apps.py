@@ -2,8 +2,8 @@ from django.apps import AppConfig
 
 
 class ExecutionsConfig(AppConfig):
+    """Runs, their steps and transition log; also the label of the tenancy and workflows
+    models (tenancy.models, workflows.models), which kept their tables and admin URLs."""
+
     name = "executions"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from executions import checks  # noqa: F401  (registers system checks)

@@ -1,126 +1,19 @@
-"""The execution model (DESIGN.md §2): organizations, workflows, runs, steps, secrets
-and the append-only transition log."""
+"""The execution model (DESIGN.md §2): runs, their steps and the append-only transition
+log. Organizations live in tenancy.models, workflows in workflows.models (their models
+keep this app's label, so their tables and admin URLs are unchanged)."""
 
 from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from executions.catalogue import CODE_CHOICES, ErrorCategory
-from executions.statuses import ERROR_STATUSES, IN_PROGRESS, Actor, ErrorType, ExecutionStatus, TriggerType
-
-
-class Organization(models.Model):
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Member(models.Model):
-    """A user belongs to exactly one organization; API tokens are per user (DRF authtoken)."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="members")
-
-    def __str__(self) -> str:
-        return f"{self.user} @ {self.organization}"
-
-
-class Runtime(models.TextChoices):
-    ISOLATED = "isolated", "Isolated (child process)"
-    INLINE = "inline", "Inline (in the worker)"
-
-
-class WorkflowQuerySet(models.QuerySet):
-    def alive(self) -> WorkflowQuerySet:
-        return self.filter(deleted_at__isnull=True)
-
-
-class Workflow(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="workflows")
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    enabled = models.BooleanField(default=True)
-    deleted_at = models.DateTimeField(null=True, blank=True)
-    trigger_type = models.CharField(max_length=16, choices=TriggerType.choices, default=TriggerType.MANUAL)
-    trigger_config = models.JSONField(default=dict, blank=True)
-    definition = models.JSONField(default=dict)
-    version = models.PositiveIntegerField(default=1)
-    runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True, help_text="0 or empty: no limit")
-    deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
-    # Automatic re-run of system errors that provably did no work (off by default).
-    system_retry_max_attempts = models.PositiveIntegerField(default=0, help_text="0: never retry automatically")
-    system_retry_backoff_seconds = models.PositiveIntegerField(default=30)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = WorkflowQuerySet.as_manager()
-
-    class Meta:
-        indexes = [models.Index(fields=["organization", "name"], name="workflow_org_name_idx")]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def save(self, *args, **kwargs) -> None:
-        """Validate the definition on every save and keep a version per change."""
-        from executions.definitions import validate_definition
-        from scheduler.triggers import validate_trigger
-
-        validate_definition(self.definition)
-        self.trigger_config = validate_trigger(self.trigger_type, self.trigger_config)
-        if self.pk is not None:
-            previous = Workflow.objects.filter(pk=self.pk).values_list("definition", flat=True).first()
-            if previous is not None and previous != self.definition:
-                self.version += 1
-        super().save(*args, **kwargs)
-        WorkflowVersion.objects.get_or_create(
-            workflow=self, version=self.version, defaults={"definition": self.definition}
-        )
-
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from executions.definitions import validate_definition
-        from executions.errors import InvalidDefinition
-        from scheduler.triggers import InvalidTrigger, validate_trigger
-
-        errors: dict[str, list[str]] = {}
-        try:
-            validate_definition(self.definition)
-        except InvalidDefinition as exc:
-            errors["definition"] = [f"{k}: {v}" for k, v in exc.errors.items()]
-        try:
-            self.trigger_config = validate_trigger(self.trigger_type, self.trigger_config)
-        except InvalidTrigger as exc:
-            errors["trigger_config"] = [f"{k}: {v}" for k, v in exc.errors.items()]
-        if errors:
-            raise ValidationError(errors)
-
-    @property
-    def is_runnable(self) -> bool:
-        return self.enabled and self.deleted_at is None
-
-
-class WorkflowVersion(models.Model):
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
-    version = models.PositiveIntegerField()
-    definition = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["workflow", "version"], name="workflow_version_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.workflow_id} v{self.version}"
+from failures.catalogue import CODE_CHOICES, ErrorCategory, customer_message, safe_to_rerun
+from failures.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, TriggerType
+from tenancy.models import Organization
+from workflows.models import Runtime, Workflow
 
 
 class Execution(models.Model):
@@ -191,14 +84,10 @@ class Execution(models.Model):
 
     @property
     def is_terminal(self) -> bool:
-        from executions.statuses import TERMINAL
-
         return self.status in TERMINAL
 
     @property
     def customer_message(self) -> str:
-        from executions.catalogue import customer_message
-
         return customer_message(
             status=self.status,
             error_type=self.error_type,
@@ -208,8 +97,6 @@ class Execution(models.Model):
 
     @property
     def safe_to_rerun(self) -> bool:
-        from executions.catalogue import safe_to_rerun
-
         return safe_to_rerun(error_type=self.error_type, error_code=self.error_code)
 
 
@@ -270,29 +157,3 @@ class Transition(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("the transition log is append-only (retention deletes in bulk)")
-
-
-class OrganizationSecret(models.Model):
-    """A secret a workflow references as {{ secrets.NAME }}; encrypted at rest."""
-
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="secrets")
-    name = models.CharField(max_length=100)
-    ciphertext = models.TextField()
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="secret_org_name_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.organization.slug}/{self.name}"
-
-    def set_value(self, plaintext: str) -> None:
-        from executions.secrets import encrypt
-
-        self.ciphertext = encrypt(plaintext)
-
-    def get_value(self) -> str:
-        from executions.secrets import decrypt
-
-        return decrypt(self.ciphertext)

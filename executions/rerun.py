@@ -18,35 +18,16 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from executions.catalogue import PRODUCER_CODES, safe_to_rerun
+from executions.enqueue import Enqueued, EnqueueFailed, enqueue
 from executions.models import Execution
-from executions.statuses import TERMINAL, ErrorType, ExecutionStatus, TriggerType
-from scheduler.enqueue import Enqueued, EnqueueFailed, enqueue
+from failures.catalogue import PRODUCER_CODES
+from failures.statuses import TERMINAL, ExecutionStatus, TriggerType
 
 logger = logging.getLogger("conveyor.rerun")
-
-SAFE_NOTICE = "No step of this run started, so it is safe to re-run."
-PARTLY_NOTICE = "This run may have partly run: check its steps before re-running it."
-FINISHED_NOTICE = "This run finished; a re-run runs the workflow's current definition with the same input."
 
 
 class RerunRefused(ValueError):
     """The run cannot be re-run (not finished, or its workflow is gone or disabled)."""
-
-
-def rerun_notice(execution: Execution) -> str:
-    """What the admin and the API say next to a re-run button.
-
-    "Safe to re-run" only for runs that provably did no work (producer codes, P-0005,
-    P-0002, P-0001); other system errors may have partly run.
-    """
-    if execution.status not in TERMINAL:
-        return ""
-    if safe_to_rerun(error_type=execution.error_type, error_code=execution.error_code):
-        return SAFE_NOTICE
-    if execution.error_type == ErrorType.SYSTEM:
-        return PARTLY_NOTICE
-    return FINISHED_NOTICE
 
 
 def rerun(execution: Execution, *, actor: str) -> Execution:

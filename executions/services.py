@@ -17,13 +17,14 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from executions.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE
-from executions.classifier import Classification
-from executions.models import Execution, Workflow
+from executions.enqueue import EnqueueFailed, enqueue
+from executions.models import Execution
 from executions.rerun import RerunRefused, rerun
-from executions.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, TriggerType
 from executions.transitions import TransitionResult, reclassify, transition
-from scheduler.enqueue import EnqueueFailed, enqueue
+from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE
+from failures.classifier import Classification
+from failures.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, TriggerType
+from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.services")
 S = ExecutionStatus

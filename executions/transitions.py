@@ -23,16 +23,10 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from executions import metrics
-from executions.catalogue import HEALABLE_TO_RUNNING, HEALABLE_TO_SUCCESS
-from executions.classifier import Classification
 from executions.models import Execution, Step, StepStatus, Transition
-from executions.statuses import (
-    ALL_STATUSES,
-    TERMINAL,
-    Actor,
-    ExecutionStatus,
-    status_for_error_type,
-)
+from failures.catalogue import HEALABLE_TO_RUNNING, HEALABLE_TO_SUCCESS
+from failures.classifier import Classification
+from failures.statuses import ALL_STATUSES, TERMINAL, Actor, ExecutionStatus, status_for_error_type
 
 logger = logging.getLogger("conveyor.transitions")
 S = ExecutionStatus

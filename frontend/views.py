@@ -27,13 +27,14 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from executions import services
-from executions.api.permissions import organization_of
+from executions import presentation, queries, services
 from executions.api.throttling import DEFAULT_TRIGGER_RATE, RateLimiter, TriggerRateThrottle
-from executions.models import Execution, Organization, Workflow
-from executions.rerun import rerun_notice
-from executions.statuses import ALL_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
-from frontend import presentation, queries
+from executions.models import Execution
+from executions.presentation import rerun_notice
+from failures.statuses import ALL_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
+from tenancy.members import organization_of
+from tenancy.models import Organization
+from workflows.models import Workflow
 
 S = ExecutionStatus
 PAGE_SIZE = 50

@@ -30,12 +30,14 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from executions.catalogue import CATALOGUE, SYSTEM_CATEGORIES
-from executions.models import Execution, Organization, Workflow
-from executions.queue import client as queue_client
-from executions.queue import full_name
-from executions.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, ErrorType, ExecutionStatus, status_for_error_type
+from executions.models import Execution
+from failures.catalogue import CATALOGUE, SYSTEM_CATEGORIES
+from failures.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, ErrorType, ExecutionStatus, status_for_error_type
+from messaging.queue import client as queue_client
+from messaging.queue import full_name
 from observability import conf
+from tenancy.models import Organization
+from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.metrics")
 

@@ -22,18 +22,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from executions.catalogue import CATALOGUE, customer_message
-from executions.models import Execution, Member, Organization, Workflow
-from executions.statuses import (
-    COUNTED_FOR_SUCCESS_RATE,
-    FAILED_FOR_DIGEST,
-    TERMINAL,
-    ErrorType,
-    ExecutionStatus,
-)
+from executions.models import Execution
+from failures.catalogue import CATALOGUE, customer_message
+from failures.statuses import COUNTED_FOR_SUCCESS_RATE, FAILED_FOR_DIGEST, TERMINAL, ErrorType, ExecutionStatus
 from observability import conf
 from observability.metrics import DIGESTS
 from observability.models import DigestPeriod, FailureDigest
+from tenancy.models import Member, Organization
+from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.digest")
 PERIOD_LENGTH = {DigestPeriod.DAILY: timedelta(days=1), DigestPeriod.WEEKLY: timedelta(days=7)}

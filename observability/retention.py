@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions.models import Execution, Step, Transition
-from executions.statuses import TERMINAL
+from failures.statuses import TERMINAL
 from observability import conf
 from observability.metrics import RETENTION_DELETED
 

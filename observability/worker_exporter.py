@@ -8,7 +8,7 @@ worker runs with its own PROMETHEUS_MULTIPROC_DIR (one directory per worker, wip
 the worker starts) and the exporter serves the merge of that directory; a solo or
 threads worker without the directory serves its own registry.
 
-Beside the metrics it answers the consumer's probes (pipeline.liveness): `/healthz`
+Beside the metrics it answers the consumer's probes (messaging.liveness): `/healthz`
 (503 only when the consumer is stalled) and `/readyz` (503 unless every queue receives).
 """
 
@@ -60,7 +60,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def exporter_app(registry):
     """The worker's exporter: the probes on their paths, the metrics on every other."""
-    from pipeline.liveness import PROBE_PATHS, probe
+    from messaging.liveness import PROBE_PATHS, probe
 
     metrics_app = make_wsgi_app(registry)
 

@@ -2,9 +2,7 @@ from django.apps import AppConfig
 
 
 class PipelineConfig(AppConfig):
+    """The consumer, its Celery tasks and the runtimes (an app so Celery finds its tasks)."""
+
     name = "pipeline"
     verbose_name = "Pipeline"
-
-    def ready(self) -> None:
-        # The consumer's liveness thread starts and stops with the worker (Celery signals).
-        from pipeline import signals  # noqa: F401

@@ -23,12 +23,11 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from executions import metrics
-from executions.classifier import system_fault
 from executions.models import Execution
-from executions.statuses import Actor, ExecutionStatus
 from executions.transitions import fail, no_step_started, some_step_started
-from reaper import lease
+from failures.classifier import system_fault
+from failures.statuses import Actor, ExecutionStatus
+from reaper import lease, metrics
 
 logger = logging.getLogger("conveyor.reaper")
 S = ExecutionStatus

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from executions.tasks import ConveyorTask
+from pipeline.tasks import ConveyorTask
 
 
 @shared_task(base=ConveyorTask, name="reaper.tasks.sweep")

@@ -6,4 +6,4 @@ class SchedulerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from scheduler import checks, signals  # noqa: F401  (registers system checks and signal receivers)
+        from scheduler import signals  # noqa: F401  (registers signal receivers)

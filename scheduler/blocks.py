@@ -33,15 +33,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions.errors import ChainRPCUnavailable
-from executions.models import Workflow
-from executions.statuses import TriggerType
+from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from failures.errors import ChainRPCUnavailable
+from failures.statuses import TriggerType
 from reaper import lease
 from scheduler import metrics
-from scheduler.chains import Block, Chain, ChainClient, configured_chains
-from scheduler.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from scheduler.chains import Block, ChainClient
 from scheduler.models import ChainCursor
-from scheduler.triggers import InvalidTrigger, validate_trigger
+from workflows.chains import Chain, configured_chains
+from workflows.models import Workflow
+from workflows.triggers import InvalidTrigger, validate_trigger
 
 logger = logging.getLogger("conveyor.blocks")
 

@@ -12,7 +12,8 @@ import secrets as _secrets
 from django.db import models
 from django.utils import timezone
 
-from executions.models import Workflow
+from tenancy.cipher import decrypt, encrypt
+from workflows.models import Workflow
 
 
 class ScheduleState(models.Model):
@@ -80,11 +81,7 @@ class WebhookEndpoint(models.Model):
         return reverse("hooks:intake", args=[self.token])
 
     def get_secret(self) -> str:
-        from executions.secrets import decrypt
-
         return decrypt(self.secret_ciphertext)
 
     def set_secret(self, plaintext: str) -> None:
-        from executions.secrets import encrypt
-
         self.secret_ciphertext = encrypt(plaintext)

@@ -30,13 +30,13 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from executions.models import Workflow
-from executions.statuses import TriggerType
+from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from failures.statuses import TriggerType
 from scheduler import metrics
-from scheduler.cron import CronSchedule, fire_time_key
-from scheduler.enqueue import EnqueueFailed, enqueue, record_not_dispatched
 from scheduler.models import ScheduleState
-from scheduler.triggers import InvalidTrigger, schedule_from_config, validate_trigger
+from workflows.cron import CronSchedule, fire_time_key
+from workflows.models import Workflow
+from workflows.triggers import InvalidTrigger, schedule_from_config, validate_trigger
 
 logger = logging.getLogger("conveyor.scheduler")
 

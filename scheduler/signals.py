@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from executions.models import Workflow
-from executions.statuses import TriggerType
+from failures.statuses import TriggerType
+from workflows.models import Workflow
 
 
 @receiver(post_save, sender=Workflow, dispatch_uid="scheduler.webhook_endpoint_for_event_workflows")

@@ -5,7 +5,7 @@ maintenance queue, served by its own worker, away from the runs (DESIGN.md §4).
 
 from celery import shared_task
 
-from executions.tasks import ConveyorTask
+from pipeline.tasks import ConveyorTask
 
 
 @shared_task(base=ConveyorTask, name="scheduler.tasks.maintenance_schedule_tick")
@@ -28,7 +28,7 @@ def maintenance_block_poll() -> list[dict]:
 
 @shared_task(base=ConveyorTask, name="scheduler.tasks.maintenance_system_retry_tick")
 def maintenance_system_retry_tick() -> dict:
-    from executions.retry_policy import tick
+    from scheduler.retry_policy import tick
 
     report = tick()
     return {"retried": len(report.retried), "failed": len(report.failed), "errors": report.errors}

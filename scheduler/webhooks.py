@@ -28,15 +28,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions.catalogue import PRODUCER_CODES
-from executions.errors import SecretStoreError
-from executions.models import Execution, Workflow
+from executions.enqueue import EnqueueFailed, enqueue
+from executions.models import Execution
 from executions.rerun import enqueue_child
-from executions.retry_policy import retry_key
-from executions.statuses import ExecutionStatus, TriggerType
+from failures.catalogue import PRODUCER_CODES
+from failures.errors import SecretStoreError
+from failures.statuses import ExecutionStatus, TriggerType
 from scheduler import metrics
-from scheduler.enqueue import EnqueueFailed, enqueue
 from scheduler.models import WebhookEndpoint
+from scheduler.retry_policy import retry_key
+from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.webhooks")
 

@@ -13,16 +13,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from executions.models import Execution, Transition
-from executions.statuses import TERMINAL
+from failures.statuses import TERMINAL
 from tests.factories import make_workflow
 
 CALLABLES = ",".join(
     [
-        "executions.actions.examples.add_numbers",
-        "executions.actions.examples.echo",
-        "executions.actions.examples.fail",
-        "executions.actions.examples.read_with_wrong_key",
-        "executions.actions.examples.query_missing_table",
+        "workflows.actions.examples.add_numbers",
+        "workflows.actions.examples.echo",
+        "workflows.actions.examples.fail",
+        "workflows.actions.examples.read_with_wrong_key",
+        "workflows.actions.examples.query_missing_table",
         "tests.callables.allocate",
         "tests.callables.sleep",
         "tests.callables.spin",

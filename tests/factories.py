@@ -7,8 +7,10 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from executions.models import Execution, Member, Organization, Workflow
-from executions.statuses import ExecutionStatus, TriggerType
+from executions.models import Execution
+from failures.statuses import ExecutionStatus, TriggerType
+from tenancy.models import Member, Organization
+from workflows.models import Workflow
 
 NOOP_DEFINITION = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"ok": True}}}]}
 

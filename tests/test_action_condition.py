@@ -1,9 +1,9 @@
 import pytest
 
-from executions.actions.condition import ConditionAction, evaluate
-from executions.actions.registry import StepContext
-from executions.classifier import ORIGIN_STEP, classify
-from executions.errors import ConditionFailed, StepConfigError
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import ConditionFailed, StepConfigError
+from workflows.actions.condition import ConditionAction, evaluate
+from workflows.actions.registry import StepContext
 
 CTX = StepContext(execution_id="run-1", step_id="check")
 

@@ -2,11 +2,11 @@ import time
 
 import pytest
 
-from executions.actions.delay import DelayAction
-from executions.actions.registry import StepContext
-from executions.classifier import ORIGIN_STEP, classify
-from executions.engine import RunContext, RunFailed, run_definition
-from executions.errors import RunDeadlineExceeded, StepConfigError
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import RunDeadlineExceeded, StepConfigError
+from workflows.actions.delay import DelayAction
+from workflows.actions.registry import StepContext
+from workflows.engine import RunContext, RunFailed, run_definition
 
 
 def ctx(deadline=None):

@@ -10,10 +10,8 @@ import time
 
 import pytest
 
-from executions.actions.http import HttpRequestAction
-from executions.actions.registry import StepContext
-from executions.classifier import ORIGIN_STEP, classify
-from executions.errors import ExternalHTTPError, RunDeadlineExceeded, StepConfigError, UserError
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import ExternalHTTPError, RunDeadlineExceeded, StepConfigError, UserError
 from tests.helpers_http import (
     LoopbackDNS,
     LoopbackHTTPServer,
@@ -22,6 +20,8 @@ from tests.helpers_http import (
     make_tls_files,
     server_tls_context,
 )
+from workflows.actions.http import HttpRequestAction
+from workflows.actions.registry import StepContext
 
 CTX = StepContext(execution_id="run-123", step_id="fetch")
 

@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from executions.actions.http import address_refusal, allowed_networks, checked_addresses, parse_target
-from executions.classifier import ORIGIN_STEP, classify
-from executions.errors import ConfigurationFault, ExternalHTTPError, StepConfigError
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import ConfigurationFault, ExternalHTTPError, StepConfigError
 from tests.helpers_http import LoopbackDNS
+from workflows.actions.http import address_refusal, allowed_networks, checked_addresses, parse_target
 
 
 @pytest.fixture

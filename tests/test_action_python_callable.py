@@ -1,12 +1,12 @@
 import pytest
 
-from executions.actions.python_callable import PythonCallableAction
-from executions.actions.registry import StepContext
-from executions.classifier import ORIGIN_STEP, classify
-from executions.errors import ConfigurationFault, StepConfigError, UserCodeError
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import ConfigurationFault, StepConfigError, UserCodeError
+from workflows.actions.python_callable import PythonCallableAction
+from workflows.actions.registry import StepContext
 
 CTX = StepContext(execution_id="run-1", step_id="py")
-EXAMPLES = "executions.actions.examples"
+EXAMPLES = "workflows.actions.examples"
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-from executions.actions.registry import StepContext
-from executions.actions.transform import TransformAction
-from executions.engine import RunContext, run_definition
+from workflows.actions.registry import StepContext
+from workflows.actions.transform import TransformAction
+from workflows.engine import RunContext, run_definition
 
 
 class Recorder:

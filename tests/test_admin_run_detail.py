@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.classifier import system_fault
 from executions.models import Execution, Step, Transition
-from executions.statuses import Actor
 from executions.transitions import fail
+from failures.classifier import system_fault
+from failures.statuses import Actor
 from tests.factories import make_execution, make_workflow
 from tests.ui import staff_client
 

@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executions.admin import EstimatedCountPaginator
-from executions.catalogue import CODE_CHOICES
-from executions.statuses import ExecutionStatus
-from frontend.presentation import LOOKS
+from executions.presentation import LOOKS
+from failures.catalogue import CODE_CHOICES
+from failures.statuses import ExecutionStatus
 from tests.factories import make_execution, make_org, make_workflow
 from tests.ui import member, staff_client
 

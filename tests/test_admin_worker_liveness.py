@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from observability.models import WorkerLiveness
+from messaging.models import WorkerLiveness
 from tests.ui import staff_client
 
 pytestmark = pytest.mark.django_db
@@ -20,10 +20,10 @@ def test_the_operator_sees_each_worker_and_its_queues():
     )
     client, _ = staff_client()
 
-    page = client.get("/admin/observability/workerliveness/").content.decode()
+    page = client.get("/admin/messaging/workerliveness/").content.decode()
 
     assert "runs@host-1" in page and "degraded" in page
     assert "runs: degraded, last receive never, 7 failures in a row" in page
     row = WorkerLiveness.objects.get()
-    assert client.get(f"/admin/observability/workerliveness/{row.pk}/change/").status_code == 200
-    assert client.get("/admin/observability/workerliveness/add/").status_code == 403
+    assert client.get(f"/admin/messaging/workerliveness/{row.pk}/change/").status_code == 200
+    assert client.get("/admin/messaging/workerliveness/add/").status_code == 403

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from executions.models import Execution
-from frontend.presentation import LOOKS
+from executions.presentation import LOOKS
 from tests.factories import make_execution, make_workflow
 from tests.ui import staff_client
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.statuses import ALL_STATUSES
+from failures.statuses import ALL_STATUSES
 from tests.factories import make_execution, make_workflow
 from tests.ui import api_client, member
 

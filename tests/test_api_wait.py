@@ -7,8 +7,8 @@ import time
 import pytest
 
 from executions.api.views import WAIT_MAX_S, _wait_timeout
-from executions.statuses import Actor
 from executions.transitions import transition
+from failures.statuses import Actor
 from tests.factories import make_execution, make_workflow
 from tests.ui import api_client, member
 

@@ -4,9 +4,9 @@ caller's organization, with the definition's validation errors per field."""
 import pytest
 from django.utils import timezone
 
-from executions.models import Workflow
 from tests.factories import NOOP_DEFINITION, make_execution, make_workflow
 from tests.ui import api_client, member
+from workflows.models import Workflow
 
 pytestmark = [pytest.mark.django_db]
 

@@ -6,10 +6,10 @@ from prometheus_client import REGISTRY
 
 from executions.models import Execution
 from scheduler.blocks import poll_chain
-from scheduler.chains import chain
 from tests.anvil import CONFIRMATIONS, anvil, anvil_chain  # noqa: F401
 from tests.e2e import moves
 from tests.factories import make_workflow
+from workflows.chains import chain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -6,10 +6,10 @@ import pytest
 
 from executions.models import Execution
 from scheduler.blocks import poll_chain
-from scheduler.chains import chain
 from scheduler.models import ChainCursor
 from tests.anvil import CONFIRMATIONS, anvil, anvil_chain  # noqa: F401
 from tests.factories import make_org, make_workflow
+from workflows.chains import chain
 
 pytestmark = pytest.mark.django_db
 

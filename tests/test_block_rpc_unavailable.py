@@ -8,10 +8,10 @@ from prometheus_client import REGISTRY
 
 from executions.models import Execution
 from scheduler.blocks import poll_chain
-from scheduler.chains import chain
 from scheduler.models import ChainCursor
 from tests.anvil import OWN_CHAIN_ID, chain_config, own_anvil  # noqa: F401
 from tests.factories import make_workflow
+from workflows.chains import chain
 
 pytestmark = pytest.mark.django_db
 

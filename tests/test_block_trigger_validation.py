@@ -3,8 +3,8 @@ is refused at save time with a clear error."""
 
 import pytest
 
-from scheduler.chains import parse_chains
-from scheduler.triggers import InvalidTrigger, validate_trigger
+from workflows.chains import parse_chains
+from workflows.triggers import InvalidTrigger, validate_trigger
 
 ANVIL = {"chain_id": 31337, "name": "anvil", "rpc_url": "http://127.0.0.1:8545", "confirmations": 2}
 

@@ -11,10 +11,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from executions.engine import RunContext, run_definition
-from executions.management.commands.bootstrap import EXAMPLE_DEFINITION, EXAMPLE_INPUT
-from executions.models import Member, Organization, Workflow
-from executions.statuses import TriggerType
+from devtools.management.commands.bootstrap import EXAMPLE_DEFINITION, EXAMPLE_INPUT
+from failures.statuses import TriggerType
+from tenancy.models import Member, Organization
+from workflows.engine import RunContext, run_definition
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 

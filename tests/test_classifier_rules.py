@@ -8,8 +8,8 @@ from cryptography.fernet import InvalidToken
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 
-from executions import errors
-from executions.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, RULE_NAMES, RULES, classify
+from failures import errors
+from failures.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, RULE_NAMES, RULES, classify
 
 
 def test_typed_errors_carry_their_own_classification():

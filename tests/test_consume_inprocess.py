@@ -7,10 +7,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from executions import messages
-from executions.consume import Outcome, consume
 from executions.models import Execution, Step, Transition
-from executions.statuses import ExecutionStatus
+from failures.statuses import ExecutionStatus
+from messaging import messages
+from pipeline.consume import Outcome, consume
 from tests.factories import make_execution, make_workflow
 
 S = ExecutionStatus

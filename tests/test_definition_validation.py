@@ -1,7 +1,7 @@
 import pytest
 
-from executions.definitions import validate_definition
-from executions.errors import InvalidDefinition
+from failures.errors import InvalidDefinition
+from workflows.definitions import validate_definition
 
 
 def errors_of(definition) -> dict[str, str]:
@@ -89,10 +89,10 @@ def test_each_action_validates_its_own_config_under_the_steps_key(step, key):
 
 
 def test_a_refused_python_callable_message_lists_the_allowed_ones(settings):
-    settings.PYTHON_CALLABLE_ALLOWLIST = ["executions.actions.examples.add_numbers"]
+    settings.PYTHON_CALLABLE_ALLOWLIST = ["workflows.actions.examples.add_numbers"]
     errors = errors_of({"steps": [{"id": "p", "action": "python", "config": {"callable": "os.system"}}]})
     assert errors["steps[0].config.callable"] == (
-        "must be one of the allowed callables: executions.actions.examples.add_numbers"
+        "must be one of the allowed callables: workflows.actions.examples.add_numbers"
     )
 
 
@@ -188,7 +188,8 @@ def test_invalid_definition_is_the_users_error():
 
 @pytest.mark.django_db
 def test_saving_a_workflow_with_an_invalid_definition_is_refused_and_nothing_is_stored():
-    from executions.models import Organization, Workflow
+    from tenancy.models import Organization
+    from workflows.models import Workflow
 
     organization = Organization.objects.create(name="Acme", slug="acme")
     workflow = Workflow(organization=organization, name="broken", definition={"steps": [transform("a", next="a")]})

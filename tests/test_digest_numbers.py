@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from executions.statuses import TERMINAL
+from failures.statuses import TERMINAL
 from observability.digest import build_digest, period_bounds, render_text
 from tests.factories import make_execution, make_org, make_workflow
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
-from executions.models import Organization
 from observability import tasks
 from observability.models import FailureDigest
+from tenancy.models import Organization
 from tests.factories import make_execution, make_org, make_user, make_workflow
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from executions.catalogue import (
+from failures.catalogue import (
     AUTO_RETRIED_CODES,
     CATALOGUE,
     DID_NO_WORK_CODES,
@@ -14,7 +14,7 @@ from executions.catalogue import (
     customer_message,
     safe_to_rerun,
 )
-from executions.statuses import TriggerType
+from failures.statuses import TriggerType
 
 EXPECTED_CODES = {
     "C-0001", "C-0002", "C-0003", "C-0004", "E-0001", "E-0002", "E-0003", "E-0004", "N-0001", "N-0002",

@@ -2,8 +2,8 @@
 
 The anchor project shipped four fixes because a filter, a terminal set, an API allow-list
 and the digest each kept their own list of statuses and forgot `system_error`. This test
-walks every module of executions/, scheduler/, reaper/, observability/ and frontend/ and
-finds every place that filters runs (or transitions) on a status:
+walks every module of the apps that read runs (executions/, pipeline/, scheduler/,
+reaper/, observability/ and frontend/) and finds every place that filters runs (or transitions) on a status:
 
 - ORM lookups: ``status=``, ``status__in=``, ``to_status=``... in ``filter()``,
   ``exclude()``, ``get()``, ``Q()`` and ``When()`` (an ``|`` of ``Q`` objects counts as one);
@@ -13,7 +13,7 @@ finds every place that filters runs (or transitions) on a status:
 
 A place fails if the statuses it matches include ``error`` but not ``system_error``. Values
 are resolved statically: literals, ``ExecutionStatus`` members (any alias), the groups of
-``executions.statuses`` (any alias), module constants, ``sorted()``/``list()``/``set()``
+``failures.statuses`` (any alias), module constants, ``sorted()``/``list()``/``set()``
 of those and ``|``/``-``/``&`` between them. Step statuses (``StepStatus``) are a different
 field and are not runs' statuses. A line that must match ``error`` alone says why with a
 ``# error-only: <reason>`` comment.
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from executions import statuses as statuses_module
+from failures import statuses as statuses_module
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("executions", "scheduler", "reaper", "observability", "frontend")
+SCANNED = ("executions", "pipeline", "scheduler", "reaper", "observability", "frontend")
 FILTER_CALLS = frozenset({"filter", "exclude", "get", "Q", "When"})
 STATUS_LOOKUP = re.compile(r"^(?:\w+__)?(?:status|from_status|to_status)(?:__(?:exact|iexact|in))?$")
 STATUS_NAME = re.compile(r"(?:^|_)status(?:es)?$")
@@ -69,7 +69,7 @@ class _Module:
                     self._import(node.module, alias.name, alias.asname or alias.name)
             elif isinstance(node, ast.Import):
                 for alias in node.names:
-                    if alias.name == "executions.statuses" and alias.asname:
+                    if alias.name == "failures.statuses" and alias.asname:
                         self.imports[alias.asname] = statuses_module
             elif isinstance(node, ast.Assign | ast.AnnAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -78,9 +78,9 @@ class _Module:
                         self.constants[target.id] = node.value
 
     def _import(self, module: str, name: str, local: str) -> None:
-        if module == "executions" and name == "statuses":
+        if module == "failures" and name == "statuses":
             self.imports[local] = statuses_module
-        elif module == "executions.statuses" and hasattr(statuses_module, name):
+        elif module == "failures.statuses" and hasattr(statuses_module, name):
             self.imports[local] = getattr(statuses_module, name)
         elif module == "executions.models" and name in ("StepStatus",):
             self.imports[local] = ("step-status",)
@@ -282,9 +282,9 @@ def test_no_filter_on_an_error_status_matches_error_without_system_error():
 
 HEADER = """
 from django.db.models import Q
-from executions.statuses import ERROR_STATUSES, FAILED_FOR_DIGEST, TERMINAL, ExecutionStatus
-from executions.statuses import ExecutionStatus as S
-from executions import statuses
+from failures.statuses import ERROR_STATUSES, FAILED_FOR_DIGEST, TERMINAL, ExecutionStatus
+from failures.statuses import ExecutionStatus as S
+from failures import statuses
 from executions.models import Execution, Step, StepStatus
 """
 

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Execution
-from executions.statuses import TERMINAL, ErrorType
 from executions.transitions import transition
+from failures.statuses import TERMINAL, ErrorType
 from observability.scrape import value
-from scheduler.enqueue import enqueue
 from tests.e2e import NOOP, calling, pipeline, wait_status  # noqa: F401
 from tests.factories import make_execution, make_org, make_workflow
 
@@ -34,10 +34,10 @@ def test_every_terminal_status_shows_in_the_database_gauges_and_the_worker_count
     }
     definitions = {
         "success": NOOP,
-        "user": calling("executions.actions.examples.fail"),
+        "user": calling("workflows.actions.examples.fail"),
         "external": refused,
-        "database": calling("executions.actions.examples.query_missing_table"),
-        "auth": calling("executions.actions.examples.read_with_wrong_key"),
+        "database": calling("workflows.actions.examples.query_missing_table"),
+        "auth": calling("workflows.actions.examples.read_with_wrong_key"),
     }
     runs = {
         name: enqueue(make_workflow(org, definition=definition, name=name), trigger_type="manual").execution.pk

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Execution
 from observability.scrape import value
-from scheduler.enqueue import enqueue
 from tests.e2e import pipeline, sleeping, wait_for, wait_status  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.statuses import ERROR_STATUSES, TERMINAL
+from failures.statuses import ERROR_STATUSES, TERMINAL
 from observability.collectors import status_error_type_combinations
 from observability.scrape import matching, value
 from tests.factories import make_execution, make_workflow

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.statuses import IN_PROGRESS
+from failures.statuses import IN_PROGRESS
 from observability.scrape import matching, value
 from tests.factories import make_execution, make_workflow
 

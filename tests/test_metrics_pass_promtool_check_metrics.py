@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions import metrics
 from observability.scrape import value
+from pipeline import metrics
 from tests.factories import make_execution, make_org, make_workflow
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.catalogue import CATALOGUE, SYSTEM_CATEGORIES
+from failures.catalogue import CATALOGUE, SYSTEM_CATEGORIES
 from observability.scrape import matching, value
 from tests.factories import make_execution, make_workflow
 

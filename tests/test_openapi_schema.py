@@ -4,7 +4,7 @@ describes every endpoint of the API, with the status filter accepting every stat
 import pytest
 from openapi_spec_validator import validate
 
-from executions.statuses import ALL_STATUSES
+from failures.statuses import ALL_STATUSES
 
 pytestmark = [pytest.mark.django_db]
 

@@ -15,9 +15,10 @@ from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from executions.models import Execution, Workflow
+from executions.models import Execution
 from tests.factories import make_execution, make_workflow
 from tests.ui import live_server, member
+from workflows.models import Workflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -7,10 +7,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from executions.classifier import system_fault
 from executions.models import Step
-from executions.statuses import Actor
 from executions.transitions import fail, transition
+from failures.classifier import system_fault
+from failures.statuses import Actor
 from tests.factories import make_execution, make_org, make_workflow
 from tests.ui import browser_page, live_server, log_in, member
 

@@ -3,7 +3,7 @@ unknown value shows its error rather than every run."""
 
 import pytest
 
-from executions.statuses import ExecutionStatus
+from failures.statuses import ExecutionStatus
 from tests.factories import make_execution, make_org, make_workflow
 from tests.ui import member
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from executions.catalogue import ErrorCategory
+from failures.catalogue import ErrorCategory
 from tests.factories import make_execution, make_org, make_workflow
 from tests.ui import browser_page, live_server, log_in, member
 

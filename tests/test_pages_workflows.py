@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from frontend.presentation import LOOKS
+from executions.presentation import LOOKS
 from tests.factories import make_execution, make_workflow
 from tests.ui import member
 

@@ -3,8 +3,8 @@ then runs: never marked, never duplicated."""
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Execution, Transition
-from scheduler.enqueue import enqueue
 from tests.e2e import sleeping, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Transition
-from scheduler.enqueue import enqueue
 from tests.e2e import wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

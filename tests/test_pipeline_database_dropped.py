@@ -4,8 +4,8 @@ recovers, or ends C-0002 — it is never left running and never falls through to
 import pytest
 from django.db import connection
 
+from executions.enqueue import enqueue
 from executions.models import Step
-from scheduler.enqueue import enqueue
 from tests.e2e import sleeping, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

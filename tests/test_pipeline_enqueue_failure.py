@@ -4,8 +4,8 @@ import pytest
 from django.db import transaction
 from prometheus_client import REGISTRY
 
+from executions.enqueue import EnqueueFailed, enqueue
 from executions.models import Execution
-from scheduler.enqueue import EnqueueFailed, enqueue
 from tests.e2e import moves
 from tests.factories import make_workflow
 

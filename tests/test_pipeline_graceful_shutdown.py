@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step
-from scheduler.enqueue import enqueue
 from tests.e2e import process_gone, running_with_step, sleeping, supervisor_pids, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -2,8 +2,8 @@
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step
-from scheduler.enqueue import enqueue
 from tests.e2e import moves, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -16,7 +16,7 @@ def test_a_manual_run_reaches_success_through_a_real_worker(pipeline, runtime):
         {
             "steps": [
                 {"id": "add", "action": "python", "config": {
-                    "callable": "executions.actions.examples.add_numbers", "kwargs": {"a": "{{ input.a }}", "b": 2}}},
+                    "callable": "workflows.actions.examples.add_numbers", "kwargs": {"a": "{{ input.a }}", "b": 2}}},
                 {"id": "shape", "action": "transform", "config": {"output": {"total": "{{ steps.add.output.sum }}"}}},
             ]
         },

@@ -3,8 +3,8 @@ both runtimes, while the reaper sweeps every second."""
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Transition
-from scheduler.enqueue import enqueue
 from tests.e2e import sleeping, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

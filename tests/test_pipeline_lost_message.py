@@ -3,7 +3,7 @@ ages the run to P-0005; if the message turns up after all, the run heals and run
 
 import pytest
 
-from scheduler.enqueue import enqueue
+from executions.enqueue import enqueue
 from tests.e2e import moves, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from executions import messages
 from executions.models import Execution
+from messaging import messages
 from tests.e2e import wait_for, wait_status
 from tests.factories import make_execution
 

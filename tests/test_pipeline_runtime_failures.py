@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step
-from scheduler.enqueue import enqueue
 from tests.e2e import (
     calling,
     process_gone,

@@ -5,8 +5,9 @@ import socket
 
 import pytest
 
-from executions.models import OrganizationSecret, Step
-from scheduler.enqueue import enqueue
+from executions.enqueue import enqueue
+from executions.models import Step
+from tenancy.models import OrganizationSecret
 from tests.e2e import calling, wait_status
 from tests.factories import make_org, make_workflow
 
@@ -42,7 +43,7 @@ def test_the_users_endpoint_refusing_connections_is_an_external_error(pipeline, 
 def test_the_platforms_database_failing_inside_a_step_is_a_system_error_c0002(pipeline):
     pipeline.worker()
     execution = enqueue(
-        pipeline.workflow(calling("executions.actions.examples.query_missing_table"), runtime="inline"),
+        pipeline.workflow(calling("workflows.actions.examples.query_missing_table"), runtime="inline"),
         trigger_type="manual",
     ).execution
     failed = wait_status(execution.pk)

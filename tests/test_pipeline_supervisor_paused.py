@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step, Transition
-from scheduler.enqueue import enqueue
 from tests.e2e import running_with_step, sleeping, supervisor_pids, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

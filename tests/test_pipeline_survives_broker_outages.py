@@ -152,6 +152,6 @@ def test_a_two_minute_half_open_outage_leaves_nothing_unrecorded(pipeline, platf
 
 
 def _key(moment) -> str:
-    from scheduler.cron import fire_time_key
+    from workflows.cron import fire_time_key
 
     return fire_time_key(moment)

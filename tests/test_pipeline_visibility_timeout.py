@@ -3,8 +3,8 @@ acknowledged when the worker accepted it, so SQS has nothing to deliver again.""
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step, Transition
-from scheduler.enqueue import enqueue
 from tests.e2e import sleeping, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

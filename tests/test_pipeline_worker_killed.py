@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Step
-from scheduler.enqueue import enqueue
 from tests.e2e import (
     process_gone,
     running_with_step,

@@ -10,8 +10,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from executions.models import Execution, Step, Transition
-from executions.statuses import ExecutionStatus
 from executions.transitions import start_step
+from failures.statuses import ExecutionStatus
 from reaper import lease
 from reaper.sweep import run_sweep, sweep
 from tests.factories import make_execution, make_workflow

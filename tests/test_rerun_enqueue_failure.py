@@ -4,10 +4,10 @@ original, is system_error MS-0001 at once (the code of the manual/API producer).
 import pytest
 from django.utils import timezone
 
+from executions.enqueue import EnqueueFailed
 from executions.models import Execution
 from executions.rerun import rerun
-from executions.statuses import ExecutionStatus
-from scheduler.enqueue import EnqueueFailed
+from failures.statuses import ExecutionStatus
 from tests.e2e import moves
 from tests.factories import make_execution
 

@@ -5,12 +5,14 @@ rerun:<original>:<n>. A run that is not finished is refused with a clear error."
 import pytest
 from django.utils import timezone
 
-from executions.classifier import system_fault
+from executions.enqueue import enqueue
 from executions.models import Execution
-from executions.rerun import PARTLY_NOTICE, SAFE_NOTICE, RerunRefused, rerun, rerun_notice
-from executions.statuses import Actor, ExecutionStatus
+from executions.presentation import rerun_notice
+from executions.rerun import RerunRefused, rerun
 from executions.transitions import fail
-from scheduler.enqueue import enqueue
+from failures.catalogue import MAY_HAVE_PARTLY_RUN, SAFE_TO_RERUN
+from failures.classifier import system_fault
+from failures.statuses import Actor, ExecutionStatus
 from tests.factories import make_execution, make_workflow
 
 pytestmark = pytest.mark.django_db
@@ -82,7 +84,7 @@ def test_a_run_of_a_deleted_or_disabled_workflow_is_refused():
 def test_safe_to_re_run_is_said_only_of_runs_that_provably_did_no_work():
     workflow = make_workflow()
     for code in ("P-0005", "P-0001", "P-0002", "MS-0001", "CS-0001"):
-        assert rerun_notice(failed_with(workflow, code)) == SAFE_NOTICE
+        assert rerun_notice(failed_with(workflow, code)) == SAFE_TO_RERUN
     for code in ("P-0003", "E-0001", "C-0001", "N-0001"):
-        assert rerun_notice(failed_with(workflow, code)) == PARTLY_NOTICE
+        assert rerun_notice(failed_with(workflow, code)) == MAY_HAVE_PARTLY_RUN
     assert rerun_notice(make_execution(workflow, status=S.PENDING)) == ""

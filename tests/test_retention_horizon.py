@@ -10,7 +10,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from executions.models import Execution, Step, Transition
-from executions.statuses import IN_PROGRESS, TERMINAL
+from failures.statuses import IN_PROGRESS, TERMINAL
 from observability.retention import purge_expired
 from tests.factories import make_execution, make_workflow
 

@@ -10,14 +10,14 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from executions.classifier import classify, system_fault
-from executions.errors import UserCodeError
+from executions.enqueue import enqueue
 from executions.models import Execution
-from executions.retry_policy import backoff_seconds, maybe_schedule_retry, tick
-from executions.statuses import Actor, ExecutionStatus
 from executions.transitions import fail, start_step, transition
+from failures.classifier import classify, system_fault
+from failures.errors import UserCodeError
+from failures.statuses import Actor, ExecutionStatus
 from reaper.sweep import sweep
-from scheduler.enqueue import enqueue
+from scheduler.retry_policy import backoff_seconds, maybe_schedule_retry, tick
 from tests.factories import make_workflow
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ success, and the original never heals when its lost message turns up late."""
 
 import pytest
 
+from executions.enqueue import enqueue
 from executions.models import Execution
-from scheduler.enqueue import enqueue
 from tests.e2e import moves, pipeline, wait_for, wait_status  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from executions import messages
+from messaging import messages
 
 
 def test_a_built_message_verifies():

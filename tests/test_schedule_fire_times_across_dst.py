@@ -8,9 +8,9 @@ import pytest
 import time_machine
 
 from executions.models import Execution
-from scheduler.cron import CronSchedule
 from scheduler.schedule import tick
 from tests.factories import make_workflow
+from workflows.cron import CronSchedule
 
 PARIS = ZoneInfo("Europe/Paris")
 # Europe/Paris 2026: clocks go forward at 01:00 UTC on March 29 (02:00 → 03:00 local) and

@@ -10,7 +10,7 @@ import time_machine
 from prometheus_client import REGISTRY
 
 from executions.models import Execution, Transition
-from executions.retry_policy import NotEligible, check_eligible
+from scheduler.retry_policy import NotEligible, check_eligible
 from scheduler.schedule import tick
 from tests.factories import make_workflow
 

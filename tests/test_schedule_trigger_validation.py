@@ -4,9 +4,9 @@ with an error that says what is wrong."""
 import pytest
 from django.core.exceptions import ValidationError
 
-from executions.models import Workflow
-from scheduler.triggers import InvalidTrigger, validate_trigger
 from tests.factories import NOOP_DEFINITION, make_org
+from workflows.models import Workflow
+from workflows.triggers import InvalidTrigger, validate_trigger
 
 
 def errors_of(config: dict, trigger_type: str = "schedule") -> dict[str, str]:

@@ -6,10 +6,10 @@ from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import override_settings
 
-from executions.classifier import classify
-from executions.errors import SecretStoreError
-from executions.models import OrganizationSecret
-from executions.secrets import load_organization_secrets
+from failures.classifier import classify
+from failures.errors import SecretStoreError
+from tenancy.models import OrganizationSecret
+from tenancy.secrets import load_organization_secrets
 from tests.factories import make_org
 
 pytestmark = pytest.mark.django_db

@@ -6,12 +6,12 @@ import socket
 
 import pytest
 
-from executions.engine import MASK, RunContext, RunFailed, Scrubber, run_definition
 from tests.helpers_http import LoopbackDNS, LoopbackHTTPServer, Reply
+from workflows.engine import MASK, RunContext, RunFailed, Scrubber, run_definition
 
 API_KEY = "sk_live_9f8e7d6c5b4a"
 SPECIAL = "p@ss word/ü&1"
-EXAMPLES = "executions.actions.examples"
+EXAMPLES = "workflows.actions.examples"
 
 
 class Recorder:

@@ -9,8 +9,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from config.checks import secret_invariants, threshold_invariants
 from config.env import env_bool, env_choice, env_float, env_int, env_list
-from executions.checks import secret_invariants, threshold_invariants
 
 ROOT = Path(__file__).resolve().parents[1]
 

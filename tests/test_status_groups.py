@@ -1,4 +1,4 @@
-from executions.statuses import (
+from failures.statuses import (
     ALL_STATUSES,
     ERROR_STATUSES,
     GROUPS,

@@ -1,8 +1,8 @@
 import pytest
 
-from executions.classifier import ORIGIN_STEP, classify
-from executions.errors import TemplateError
-from executions.templates import build_context, parse, render
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import TemplateError
+from workflows.templates import build_context, parse, render
 
 
 @pytest.fixture

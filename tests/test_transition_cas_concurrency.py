@@ -6,10 +6,10 @@ import uuid
 import pytest
 from django.db import connection
 
-from executions.classifier import system_fault
 from executions.models import Transition
-from executions.statuses import Actor, ExecutionStatus
 from executions.transitions import fail, transition
+from failures.classifier import system_fault
+from failures.statuses import Actor, ExecutionStatus
 from tests.factories import make_execution
 
 S = ExecutionStatus

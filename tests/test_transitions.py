@@ -5,9 +5,7 @@ import uuid
 import pytest
 from django.db.models import Q
 
-from executions.classifier import Classification, system_fault
 from executions.models import Execution, Transition
-from executions.statuses import ALL_STATUSES, TERMINAL, Actor, ErrorType, ExecutionStatus
 from executions.transitions import (
     MOVES,
     TransitionRefused,
@@ -17,6 +15,8 @@ from executions.transitions import (
     start_step,
     transition,
 )
+from failures.classifier import Classification, system_fault
+from failures.statuses import ALL_STATUSES, TERMINAL, Actor, ErrorType, ExecutionStatus
 from tests.factories import make_execution
 
 S = ExecutionStatus

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from django.core.management import call_command
 
-from observability.models import WorkerLiveness
+from messaging.models import WorkerLiveness
 from tests.e2e import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -10,7 +10,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from executions.models import Organization
+from tenancy.models import Organization
 from tests.factories import make_org, make_user
 
 PASSWORD = "pw-for-tests-only"

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ObjectDoesNotExist
 from rest_framework.permissions import BasePermission
 
-from executions.models import Organization
-
-
-def organization_of(user) -> Organization | None:
-    """The user's organization, or None (anonymous, or a user in no organization)."""
-    if user is None or not user.is_authenticated:
-        return None
-    try:
-        return user.membership.organization
-    except ObjectDoesNotExist:
-        return None
+from tenancy.members import organization_of
 
 
 class IsOrganizationMember(BasePermission):

@@ -8,13 +8,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from executions.definitions import validate_definition
-from executions.errors import InvalidDefinition
-from executions.models import Execution, Runtime, Step, Workflow
-from executions.rerun import rerun_notice
-from executions.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
-from frontend.presentation import step_error_text
-from scheduler.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
+from executions.models import Execution, Step
+from executions.presentation import rerun_notice, step_error_text
+from failures.errors import InvalidDefinition
+from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
+from workflows.definitions import validate_definition
+from workflows.models import Runtime, Workflow
+from workflows.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
 
 S = ExecutionStatus
 

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from executions import services
-from executions.api.permissions import IsOrganizationMember, organization_of
+from executions.api.permissions import IsOrganizationMember
 from executions.api.serializers import (
     DetailSerializer,
     RerunAcceptedSerializer,
@@ -34,9 +34,12 @@ from executions.api.serializers import (
     WorkflowSerializer,
 )
 from executions.api.throttling import TriggerRateThrottle
-from executions.catalogue import CATALOGUE
-from executions.models import Execution, Organization, Workflow
-from executions.statuses import ALL_STATUSES, TERMINAL, Actor, TriggerType, parse_statuses
+from executions.models import Execution
+from failures.catalogue import CATALOGUE
+from failures.statuses import ALL_STATUSES, TERMINAL, Actor, TriggerType, parse_statuses
+from tenancy.members import organization_of
+from tenancy.models import Organization
+from workflows.models import Workflow
 
 WAIT_MAX_S = 30.0
 WAIT_POLL_S = 0.2

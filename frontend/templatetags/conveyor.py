@@ -7,7 +7,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from frontend import presentation
+from executions import presentation
 
 register = template.Library()
 

@@ -2,9 +2,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from executions.models import Organization
 from observability.digest import build_digest, render_text
 from observability.models import DigestPeriod
+from tenancy.models import Organization
 
 
 class Command(BaseCommand):

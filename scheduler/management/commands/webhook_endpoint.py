@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from executions.models import Workflow
-from executions.statuses import TriggerType
+from failures.statuses import TriggerType
 from scheduler import webhooks
+from workflows.models import Workflow
 
 
 class Command(BaseCommand):

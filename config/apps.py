@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ConveyorConfig(AppConfig):
+    """The composition root as an app: it registers the system checks of the invariants
+    between settings (config/checks.py)."""
+
+    name = "config"
+    label = "conveyor"
+    verbose_name = "Conveyor"
+
+    def ready(self) -> None:
+        from config import checks  # noqa: F401  (registers system checks)

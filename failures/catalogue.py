@@ -1,0 +1,283 @@
+"""The error catalogue (DESIGN.md §3) and the customer-facing message.
+
+Every system failure carries a code from here. User and external failures carry the
+real message and no code. `did_no_work` says the run provably never started a step, the
+only case in which "safe to re-run" may be said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import models
+
+from failures.statuses import ErrorType
+
+
+class ErrorCategory(models.TextChoices):
+    WORKFLOW_ENGINE = "workflow_engine", "Workflow engine"
+    DATABASE = "database", "Database"
+    INFRASTRUCTURE = "infrastructure", "Infrastructure"
+    AUTH = "auth", "Auth"
+    NETWORK_RPC = "network_rpc", "Network / RPC"
+    # Categories of non-system failures, so every failed run carries one.
+    WORKFLOW = "workflow", "Workflow (user)"
+    EXTERNAL_SERVICE = "external_service", "External service"
+
+
+SYSTEM_CATEGORIES: frozenset[str] = frozenset(
+    {
+        ErrorCategory.WORKFLOW_ENGINE,
+        ErrorCategory.DATABASE,
+        ErrorCategory.INFRASTRUCTURE,
+        ErrorCategory.AUTH,
+        ErrorCategory.NETWORK_RPC,
+    }
+)
+CATEGORY_FOR_ERROR_TYPE = {
+    ErrorType.USER: ErrorCategory.WORKFLOW,
+    ErrorType.EXTERNAL: ErrorCategory.EXTERNAL_SERVICE,
+}
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    code: str
+    category: str
+    retryable: bool
+    meaning: str
+    customer_message: str
+    did_no_work: bool
+
+
+_NOT_YOURS = "This was a failure of the Conveyor platform, not of your workflow."
+# The two things a system error's run may be told about re-running it; "safe to re-run"
+# only of a run that provably did no work (DESIGN.md §2). Every interface says them with
+# these words.
+SAFE_TO_RERUN = "No step of this run started, so it is safe to re-run."
+MAY_HAVE_PARTLY_RUN = "It may have partly run: check its steps before re-running it."
+
+
+def _entry(code: str, category: str, retryable: bool, meaning: str, what: str, did_no_work: bool) -> CatalogueEntry:
+    tail = SAFE_TO_RERUN if did_no_work else MAY_HAVE_PARTLY_RUN
+    return CatalogueEntry(code, category, retryable, meaning, f"{what} {_NOT_YOURS} {tail}", did_no_work)
+
+
+_C = ErrorCategory
+CATALOGUE: dict[str, CatalogueEntry] = {
+    e.code: e
+    for e in [
+        _entry(
+            "C-0001",
+            _C.WORKFLOW_ENGINE,
+            True,
+            "unclassified system failure",
+            "The platform hit an unexpected internal error while running this workflow.",
+            False,
+        ),
+        _entry(
+            "C-0002",
+            _C.DATABASE,
+            True,
+            "database unavailable or query failed",
+            "The platform's database was unavailable while running this workflow.",
+            False,
+        ),
+        _entry(
+            "C-0003",
+            _C.INFRASTRUCTURE,
+            False,
+            "missing configuration, secret or module",
+            "The platform is missing configuration it needs to run this workflow.",
+            False,
+        ),
+        _entry(
+            "C-0004",
+            _C.AUTH,
+            False,
+            "internal auth or secret-store failure",
+            "The platform could not read its secret store while running this workflow.",
+            False,
+        ),
+        _entry(
+            "E-0001",
+            _C.WORKFLOW_ENGINE,
+            True,
+            "run timed out (no progress / deadline)",
+            "The run did not finish within its deadline.",
+            False,
+        ),
+        _entry(
+            "E-0002",
+            _C.WORKFLOW_ENGINE,
+            True,
+            "a step exceeded its retries for a system reason",
+            "A step kept failing for a platform reason after all its retries.",
+            False,
+        ),
+        _entry(
+            "E-0003",
+            _C.WORKFLOW_ENGINE,
+            True,
+            "engine fault",
+            "The workflow engine hit an internal fault while running this workflow.",
+            False,
+        ),
+        _entry(
+            "E-0004",
+            _C.INFRASTRUCTURE,
+            True,
+            "consumer backstop: the message could not be processed",
+            "The platform could not process this run's queue message.",
+            False,
+        ),
+        _entry(
+            "N-0001",
+            _C.NETWORK_RPC,
+            True,
+            "chain RPC endpoint unavailable",
+            "The platform's blockchain RPC endpoint was unavailable.",
+            False,
+        ),
+        _entry(
+            "N-0002",
+            _C.NETWORK_RPC,
+            True,
+            "the platform's own network failed during a run",
+            "The platform's own network failed while running this workflow.",
+            False,
+        ),
+        _entry(
+            "P-0001",
+            _C.INFRASTRUCTURE,
+            True,
+            "run claimed, heartbeat lost before its first step started",
+            "The worker that picked up this run stopped before its first step.",
+            True,
+        ),
+        _entry(
+            "P-0002",
+            _C.INFRASTRUCTURE,
+            True,
+            "runtime could not be created",
+            "The platform could not start a runtime for this run.",
+            True,
+        ),
+        _entry(
+            "P-0003",
+            _C.INFRASTRUCTURE,
+            True,
+            "runtime killed or worker lost",
+            "The runtime executing this run was stopped (killed, out of memory or worker lost).",
+            False,
+        ),
+        _entry(
+            "P-0004",
+            _C.INFRASTRUCTURE,
+            True,
+            "dispatch failed",
+            "The platform failed while handing this run to a runtime.",
+            False,
+        ),
+        _entry(
+            "P-0005",
+            _C.INFRASTRUCTURE,
+            True,
+            "pending run never received: queue message lost",
+            "This run was queued but never picked up by a worker.",
+            True,
+        ),
+        _entry(
+            "CS-0001",
+            _C.INFRASTRUCTURE,
+            True,
+            "schedule producer: SendMessage failed",
+            "The platform could not queue this scheduled run.",
+            True,
+        ),
+        _entry(
+            "BS-0001",
+            _C.INFRASTRUCTURE,
+            True,
+            "block producer: SendMessage failed",
+            "The platform could not queue this block-triggered run.",
+            True,
+        ),
+        _entry(
+            "ES-0001",
+            _C.INFRASTRUCTURE,
+            True,
+            "event producer: SendMessage failed",
+            "The platform could not queue this event-triggered run.",
+            True,
+        ),
+        _entry(
+            "MS-0001",
+            _C.INFRASTRUCTURE,
+            True,
+            "manual/API producer: SendMessage failed",
+            "The platform could not queue this run.",
+            True,
+        ),
+        _entry(
+            "CS-0002",
+            _C.INFRASTRUCTURE,
+            True,
+            "schedule fire time missed: the platform could not dispatch it in time (outage)",
+            "This scheduled fire time passed while the platform could not dispatch runs, so it was not run.",
+            True,
+        ),
+        _entry(
+            "BS-0002",
+            _C.INFRASTRUCTURE,
+            True,
+            "block missed: beyond the catch-up bound after an outage",
+            "This block was confirmed while the platform could not dispatch runs, and lay beyond how far it "
+            "catches up, so it was not run.",
+            True,
+        ),
+    ]
+}
+
+UNCLASSIFIED_CODE = "C-0001"
+# The code a producer records when it cannot send its message, by trigger type.
+PRODUCER_CODES: dict[str, str] = {
+    "schedule": "CS-0001",
+    "block": "BS-0001",
+    "event": "ES-0001",
+    "manual": "MS-0001",
+    "rerun": "MS-0001",
+    "retry": "MS-0001",
+}
+# Codes the reaper writes that the run's own claim may still heal (DESIGN.md §2).
+HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({"P-0003", "E-0001"})
+HEALABLE_TO_RUNNING: frozenset[str] = frozenset({"P-0005"})
+DID_NO_WORK_CODES: frozenset[str] = frozenset(code for code, e in CATALOGUE.items() if e.did_no_work)
+# A fire time or block the platform could not dispatch during an outage, recorded as its
+# own run (scheduler.enqueue.record_not_dispatched): an operator may re-run it, but the
+# system-error retry policy never does (replaying every missed fire time is not what a
+# schedule means).
+MISSED_DISPATCH_CODES: frozenset[str] = frozenset({"CS-0002", "BS-0002"})
+# What the system-error retry policy may retry: runs that provably did no work, except
+# missed dispatches.
+AUTO_RETRIED_CODES: frozenset[str] = DID_NO_WORK_CODES - MISSED_DISPATCH_CODES
+CODE_CHOICES: list[tuple[str, str]] = [(code, f"{code} {e.meaning}") for code, e in CATALOGUE.items()]
+
+
+def customer_message(*, status: str, error_type: str, error_code: str, error_message: str) -> str:
+    """What a customer is shown about a failed run.
+
+    System errors: the catalogue text plus the code as a reference, never the internal
+    message (it may hold a host name, SQL or a stack trace). User and external errors:
+    the real message, which the engine already scrubbed of secrets.
+    """
+    if error_type == ErrorType.SYSTEM:
+        e = CATALOGUE.get(error_code) or CATALOGUE[UNCLASSIFIED_CODE]
+        return f"{e.customer_message} (reference {e.code})"
+    if error_type in (ErrorType.USER, ErrorType.EXTERNAL):
+        return error_message
+    return ""
+
+
+def safe_to_rerun(*, error_type: str, error_code: str) -> bool:
+    return error_type == ErrorType.SYSTEM and error_code in DID_NO_WORK_CODES

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the consumer and its runtimes (one set per worker process,
+served by the worker's exporter). Declared once, prefixed `conveyor_`, with bounded label
+values (outcomes below, statuses, error types, classifier rule names)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+# outcome: claimed | duplicate | requeued | dead_lettered | missing | skipped | backstop
+CLAIMS = Counter("conveyor_claims", "Consumer outcomes per message", ["outcome"])
+LATE_RESULTS_DISCARDED = Counter(
+    "conveyor_late_results_discarded", "Results that arrived after the run was already terminal", ["outcome"]
+)
+CLASSIFIED = Counter(
+    "conveyor_classified", "Failures classified, by matched rule and error type", ["rule", "error_type"]
+)
+UNCLASSIFIED = Counter("conveyor_unclassified", "Failures that fell through to C-0001, by matched rule", ["rule"])
+EXECUTION_DURATION = Histogram(
+    "conveyor_execution_duration_seconds",
+    "Run duration by final status and error type",
+    ["status", "error_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+START_DELAY = Histogram(
+    "conveyor_start_delay_seconds",
+    "Delay from run creation to its start",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)

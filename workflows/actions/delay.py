@@ -1,0 +1,43 @@
+"""delay: {"seconds": n} sleeps in place (the run keeps its worker), capped by
+settings.DELAY_ACTION_MAX_S (the output says when it was) and never past the run's
+deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from failures.errors import RunDeadlineExceeded, StepConfigError
+from workflows.actions.registry import Action, StepContext, check_number, is_number
+
+
+class DelayAction(Action):
+    name = "delay"
+    allowed_fields = ("seconds",)
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
+        errors = self.unknown_fields(config)
+        if "seconds" not in config:
+            errors["seconds"] = "is required"
+        else:
+            # No maximum here: a longer delay is capped when it runs (and says so in its
+            # output), so a workflow saved under a higher cap keeps running.
+            check_number(config, "seconds", errors, minimum=0)
+        return errors
+
+    def run(self, config: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
+        requested = config.get("seconds")
+        if not is_number(requested) or requested < 0:
+            raise StepConfigError("config.seconds: must be a number of seconds, at least 0")
+        seconds = min(float(requested), float(settings.DELAY_ACTION_MAX_S))
+        remaining = ctx.remaining()
+        if remaining is not None and seconds > remaining:
+            # Sleeping until the deadline only to fail then would hold the worker for nothing.
+            raise RunDeadlineExceeded(
+                f"delay of {seconds:g}s would pass the run's deadline ({max(remaining, 0):.1f}s left)"
+            )
+        time.sleep(seconds)
+        return {"requested_s": requested, "slept_s": seconds, "capped": seconds < requested}

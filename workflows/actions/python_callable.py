@@ -1,0 +1,81 @@
+"""python: call a function the platform registered, never code from users.
+
+    {"callable": "workflows.actions.examples.add_numbers", "kwargs": {"a": 1, "b": 2}}
+
+Only dotted paths listed in settings.PYTHON_CALLABLE_ALLOWLIST are accepted, when the
+workflow is saved and again when the step runs (the list may have shrunk since).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from failures.classifier import ORIGIN_STEP, classify
+from failures.errors import ConfigurationFault, ConveyorError, StepConfigError, UserCodeError
+from failures.statuses import ErrorType
+from workflows.actions.registry import Action, StepContext
+
+
+def allowed_callables() -> list[str]:
+    return list(settings.PYTHON_CALLABLE_ALLOWLIST)
+
+
+def _load(dotted: str) -> Any:
+    module_name, _, attr = dotted.rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        # The allow-list is platform configuration: an entry that does not import is ours.
+        raise ConfigurationFault(f"allow-listed callable {dotted} cannot be imported: {exc}") from exc
+    if not callable(function):
+        raise ConfigurationFault(f"allow-listed {dotted} is not callable")
+    return function
+
+
+class PythonCallableAction(Action):
+    name = "python"
+    allowed_fields = ("callable", "kwargs")
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
+        errors = self.unknown_fields(config)
+        dotted = config.get("callable")
+        allowed = allowed_callables()
+        if dotted is None:
+            errors["callable"] = "is required"
+        elif not isinstance(dotted, str) or dotted not in allowed:
+            # Literal only: a template could smuggle in a path chosen at run time.
+            errors["callable"] = f"must be one of the allowed callables: {', '.join(allowed) or '(none)'}"
+        kwargs = config.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            errors["kwargs"] = "must be an object"
+        return errors
+
+    def run(self, config: Mapping[str, Any], ctx: StepContext) -> Any:
+        dotted = config.get("callable")
+        if not isinstance(dotted, str) or dotted not in allowed_callables():
+            raise StepConfigError(f"callable {dotted!r} is not in the platform's allow-list")
+        kwargs = config.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise StepConfigError("config.kwargs: must be an object")
+        function = _load(dotted)
+        try:
+            result = function(**kwargs)
+        except ConveyorError:
+            raise
+        except Exception as exc:
+            # The platform's own failures inside the callable (its database, its secret
+            # store, MemoryError) stay the platform's, and a network failure stays external:
+            # only what the classifier calls the step's own fault becomes UserCodeError.
+            if classify(exc, ORIGIN_STEP).error_type != ErrorType.USER:
+                raise
+            raise UserCodeError(f"{dotted} raised {type(exc).__name__}: {exc}") from exc
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            raise UserCodeError(f"{dotted} returned a value that is not JSON: {exc}") from None
+        return result

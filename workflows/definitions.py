@@ -1,0 +1,157 @@
+"""Workflow definitions: the JSON format and its validation (DESIGN.md §5).
+
+    {"steps": [
+        {"id": "fetch", "action": "http_request", "config": {"url": "https://..."}},
+        {"id": "check", "action": "condition",
+         "config": {"left": "{{ steps.fetch.output.status }}", "op": "eq", "right": 200,
+                    "then": "notify", "else": "end"}},
+        {"id": "notify", "action": "http_request", "config": {...}, "next": "end"}
+    ]}
+
+Steps run in list order. A step's `next` (or a condition's `then`/`else`) jumps forward to
+a later step or to "end"; jumping backwards is refused, so every run terminates. A
+template may only reference a step that comes earlier in the list.
+
+`validate_definition` collects every problem at once into InvalidDefinition.errors, keyed
+by where it is (`steps[1].config.url`), so an editor can show each next to its field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+from failures.errors import InvalidDefinition, TemplateError
+from workflows.actions.registry import END, UnknownAction, action_names, get_action
+from workflows.templates import check_reference, iter_strings, parse
+
+STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+STEP_FIELDS = ("id", "action", "config", "next")
+DEFINITION_FIELDS = ("steps",)
+
+
+def _id_problem(step_id: Any) -> str | None:
+    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+        return "must start with a letter and hold only letters, digits, _ or - (at most 64 characters)"
+    if step_id == END:
+        return f'"{END}" is reserved (it ends the run)'
+    return None
+
+
+def validate_definition(definition: Any) -> dict[str, Any]:
+    """Return the normalised definition, or raise InvalidDefinition with every problem."""
+    if not isinstance(definition, dict):
+        raise InvalidDefinition({"definition": 'must be a JSON object like {"steps": [...]}'})
+    errors: dict[str, str] = {}
+    for key in definition:
+        if key not in DEFINITION_FIELDS:
+            errors[str(key)] = f"unknown field (allowed: {', '.join(DEFINITION_FIELDS)})"
+    steps = definition.get("steps")
+    if steps is None:
+        errors["steps"] = "is required"
+    elif not isinstance(steps, list):
+        errors["steps"] = "must be a list of steps"
+    elif not steps:
+        errors["steps"] = "must hold at least one step"
+    elif len(steps) > settings.MAX_STEPS_PER_WORKFLOW:
+        errors["steps"] = f"at most {settings.MAX_STEPS_PER_WORKFLOW} steps are allowed, got {len(steps)}"
+    if "steps" in errors:
+        raise InvalidDefinition(errors)
+
+    positions: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step, dict) and _id_problem(step.get("id")) is None and step["id"] not in positions:
+            positions[step["id"]] = i
+
+    normalised: list[dict[str, Any]] = []
+    for i, step in enumerate(steps):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            errors[where] = "must be an object with id, action and config"
+            continue
+        for key in step:
+            if key not in STEP_FIELDS:
+                errors[f"{where}.{key}"] = f"unknown field (allowed: {', '.join(STEP_FIELDS)})"
+        step_id = step.get("id")
+        if step_id is None:
+            errors[f"{where}.id"] = "is required"
+        elif problem := _id_problem(step_id):
+            errors[f"{where}.id"] = problem
+        elif positions[step_id] != i:
+            errors[f"{where}.id"] = f"duplicate id {step_id!r} (also steps[{positions[step_id]}])"
+
+        config = step.get("config", {})
+        if not isinstance(config, dict):
+            errors[f"{where}.config"] = "must be an object"
+            config = {}
+        action_name = step.get("action")
+        action = None
+        if action_name is None:
+            errors[f"{where}.action"] = f"is required (one of {', '.join(action_names())})"
+        else:
+            try:
+                action = get_action(action_name)
+            except UnknownAction:
+                known = ", ".join(action_names())
+                errors[f"{where}.action"] = f"unknown action {action_name!r}; known actions: {known}"
+        if action is not None:
+            for field, problem in action.validate_config(config).items():
+                errors.setdefault(f"{where}.config.{field}", problem)
+
+        jumps: dict[str, Any] = {}
+        if "next" in step:
+            jumps[f"{where}.next"] = step["next"]
+        if action is not None:
+            jumps.update({f"{where}.config.{field}": t for field, t in action.jump_targets(config).items()})
+        for key, target in jumps.items():
+            if problem := _jump_problem(target, i, positions):
+                errors.setdefault(key, problem)
+
+        for location, text in iter_strings(config):
+            if problem := _template_problem(text, i, positions):
+                errors.setdefault(f"{where}.config.{location}", problem)
+
+        entry: dict[str, Any] = {"id": step_id, "action": action_name, "config": config}
+        if "next" in step:
+            entry["next"] = step["next"]
+        normalised.append(entry)
+
+    if errors:
+        raise InvalidDefinition(errors)
+    return {"steps": normalised}
+
+
+def _jump_problem(target: Any, position: int, positions: dict[str, int]) -> str | None:
+    if target == END:
+        return None
+    if not isinstance(target, str):
+        return f'must be a step id or "{END}"'
+    if target not in positions:
+        return f"no step has the id {target!r}"
+    if positions[target] <= position:
+        # Only forward jumps: a run can never loop.
+        return f"must jump forward; step {target!r} is at steps[{positions[target]}], not after this step"
+    return None
+
+
+def _template_problem(text: str, position: int, positions: dict[str, int]) -> str | None:
+    if "{{" not in text:
+        return None
+    try:
+        parts = parse(text)
+    except TemplateError as exc:
+        return f"template does not parse: {exc.message}"
+    for part in parts:
+        if isinstance(part, str):
+            continue
+        if problem := check_reference(part):
+            return problem
+        step_id = part.step_id
+        if step_id is not None and positions.get(step_id, position) >= position:
+            return (
+                f"template {{{{ {part.source} }}}} references step {step_id!r}, "
+                "which does not come earlier in the workflow"
+            )
+    return None

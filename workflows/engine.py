@@ -1,0 +1,274 @@
+"""The workflow engine: walk a definition's steps and say how the run ended (DESIGN.md §4, §5).
+
+It knows nothing of the database (it also runs in an isolated child process that has
+none): the caller hands it a RunContext and a StepRecorder, and gets back the outputs or
+a RunFailed carrying the classification. Where an exception came from decides its
+bucket: anything raised by an action's code is classified as the step's
+(ORIGIN_STEP: the user's endpoint failing is external, a bug in their logic is user),
+anything raised by the engine's own bookkeeping is the platform's (ORIGIN_PLATFORM).
+
+Secrets: templates see them, nothing that leaves the engine does. Every output handed to
+the recorder or returned, every step error message and every RunFailed message has each
+secret value replaced by "***".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
+
+from failures.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, Classification, classify
+from failures.errors import EngineFault, InvalidDefinition, RunDeadlineExceeded, StepConfigError
+from workflows.actions.registry import END, Action, StepContext, UnknownAction, get_action
+from workflows.definitions import validate_definition
+from workflows.templates import build_context, render
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+# The characters the HTTP action leaves unescaped in a URL path, so a secret placed in a
+# path is recognised in the form it is sent and echoed back in.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+STEP_SUCCESS = "success"
+STEP_ERROR = "error"
+STEP_SKIPPED = "skipped"
+
+
+@dataclass
+class RunContext:
+    execution_id: str
+    workflow_id: int
+    organization_id: int
+    input: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    deadline: float | None = None  # a time.monotonic() value
+
+
+class StepRecorder(Protocol):
+    def start_step(self, step_id: str, action: str, position: int) -> bool:
+        """Record that a step starts. False: the claim no longer owns the run."""
+        ...
+
+    def finish_step(
+        self, step_id: str, *, status: str, output: Any, error_type: str = "", error_message: str = ""
+    ) -> None: ...
+
+
+class RunFailed(Exception):
+    """The run ended in a failure; `classification` says whose (message already scrubbed)."""
+
+    def __init__(self, classification: Classification, step_id: str | None = None):
+        self.classification = classification
+        self.step_id = step_id
+        prefix = f"step {step_id!r}: " if step_id else ""
+        super().__init__(f"{prefix}{classification.message}")
+
+
+class ClaimLost(Exception):
+    """The recorder refused a step: another claim (or the reaper) owns the run now. The
+    engine stops at once and writes nothing more."""
+
+
+class Scrubber:
+    """Replaces secret values (and their URL- and JSON-escaped forms) with "***"."""
+
+    def __init__(self, secrets: Mapping[str, Any]):
+        forms: set[str] = set()
+        for value in secrets.values():
+            if not isinstance(value, str) or not value:
+                continue
+            forms.update(
+                {
+                    value,
+                    quote(value, safe=""),
+                    quote_plus(value),
+                    quote(value, safe=_PATH_SAFE),
+                    json.dumps(value)[1:-1],
+                }
+            )
+        # Longest first, so a secret that contains another is masked whole.
+        self._forms = sorted((f for f in forms if f), key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+    def value(self, value: Any) -> Any:
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A numeric secret (a PIN) echoed back as a JSON number.
+            return MASK if self.text(str(value)) != str(value) else value
+        return value
+
+    def classification(self, c: Classification) -> Classification:
+        return replace(c, message=self.text(c.message))
+
+
+class _StepError(Exception):
+    """Internal: an exception and the origin that decides its classification."""
+
+    def __init__(self, exc: BaseException, origin: str):
+        super().__init__(str(exc))
+        self.exc = exc
+        self.origin = origin
+
+
+def run_definition(definition: dict[str, Any], context: RunContext, recorder: StepRecorder) -> dict[str, Any]:
+    """Run every step of `definition`; return {"steps": {id: output}, "result": last output}.
+
+    Raises RunFailed (the failure's classification, scrubbed) or ClaimLost."""
+    scrub = Scrubber(context.secrets)
+    steps = _load(definition, scrub)
+    positions = {step["id"]: i for i, step in enumerate(steps)}
+    raw_outputs: dict[str, Any] = {}  # unscrubbed: later templates may pass a secret on
+    outputs: dict[str, Any] = {}
+    result: Any = None
+    run_fields = {
+        "id": context.execution_id,
+        "workflow_id": context.workflow_id,
+        "organization_id": context.organization_id,
+    }
+
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        step_id = step["id"]
+        if context.deadline is not None and time.monotonic() >= context.deadline:
+            # Between steps: no step is running, so none is marked failed.
+            fault = RunDeadlineExceeded(f"the run's deadline passed before step {step_id!r} could start")
+            raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM)))
+        _start(recorder, step_id, step["action"], i, scrub)
+        try:
+            output, target = _run_step(step, context, raw_outputs, run_fields)
+        except _StepError as failure:
+            classification = scrub.classification(classify(failure.exc, failure.origin))
+            _record_failure(recorder, step_id, classification)
+            raise RunFailed(classification, step_id) from None
+        raw_outputs[step_id] = output
+        clean = scrub.value(output)
+        try:
+            recorder.finish_step(step_id, status=STEP_SUCCESS, output=clean)
+        except Exception as exc:
+            raise RunFailed(scrub.classification(classify(exc, ORIGIN_PLATFORM)), step_id) from None
+        outputs[step_id] = clean
+        result = clean
+
+        if target is None:
+            target = step.get("next")
+        if target == END:
+            following = len(steps)
+        elif target is None:
+            following = i + 1
+        elif target in positions and positions[target] > i:
+            following = positions[target]
+        else:
+            # Validation refuses such a jump; reaching here means the definition changed
+            # under the engine.
+            fault = EngineFault(f"step {step_id!r} jumps to {target!r}, which is not a later step")
+            raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM)), step_id)
+        for skipped in range(i + 1, following):
+            # The steps a branch jumped over are recorded too, so a run's detail shows
+            # every step of the workflow as run or skipped.
+            _start(recorder, steps[skipped]["id"], steps[skipped]["action"], skipped, scrub)
+            try:
+                recorder.finish_step(steps[skipped]["id"], status=STEP_SKIPPED, output=None)
+            except Exception as exc:
+                raise RunFailed(scrub.classification(classify(exc, ORIGIN_PLATFORM)), steps[skipped]["id"]) from None
+        i = following
+
+    return {"steps": outputs, "result": result}
+
+
+def _load(definition: Any, scrub: Scrubber) -> list[dict[str, Any]]:
+    if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
+        # A saved workflow always passed validation: this shape is corrupted state.
+        fault = EngineFault("the workflow definition is not an object with a list of steps")
+        raise RunFailed(classify(fault, ORIGIN_PLATFORM))
+    for step in definition["steps"]:
+        action = step.get("action") if isinstance(step, dict) else None
+        try:
+            get_action(action)  # type: ignore[arg-type]
+        except UnknownAction:
+            # It was known when the workflow was saved: the platform lost it (a deploy
+            # without the action), not the workflow's fault.
+            fault = EngineFault(f"action {action!r} is not available on this worker")
+            raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM))) from None
+    try:
+        return validate_definition(definition)["steps"]
+    except InvalidDefinition as exc:
+        # Valid when saved, invalid now (an allow-list or cap changed): the workflow must
+        # be edited, so it is the workflow's error, with the field-level reasons.
+        raise RunFailed(scrub.classification(classify(exc, ORIGIN_PLATFORM))) from None
+
+
+def _start(recorder: StepRecorder, step_id: str, action: str, position: int, scrub: Scrubber) -> None:
+    try:
+        owned = recorder.start_step(step_id, action, position)
+    except Exception as exc:
+        raise RunFailed(scrub.classification(classify(exc, ORIGIN_PLATFORM)), step_id) from None
+    if not owned:
+        raise ClaimLost(f"the claim no longer owns the run; stopped before step {step_id!r}")
+
+
+def _run_step(
+    step: dict[str, Any], context: RunContext, raw_outputs: dict[str, Any], run_fields: dict[str, Any]
+) -> tuple[Any, str | None]:
+    """Render, re-check and run one step. Returns (output, jump target or None)."""
+    try:
+        action: Action = get_action(step["action"])
+        template_context = build_context(
+            input=context.input, steps=raw_outputs, secrets=context.secrets, run=run_fields
+        )
+    except Exception as exc:
+        raise _StepError(EngineFault(f"could not prepare step {step['id']!r}: {exc}"), ORIGIN_PLATFORM) from None
+    try:
+        # Rendering is the workflow's: a missing path is a TemplateError (user).
+        config = render(step["config"], template_context)
+        problems = action.validate_config(config)
+        if problems:
+            raise StepConfigError("; ".join(f"config.{k}: {v}" for k, v in problems.items()))
+        step_ctx = StepContext(
+            execution_id=context.execution_id,
+            step_id=step["id"],
+            workflow_id=context.workflow_id,
+            organization_id=context.organization_id,
+            deadline=context.deadline,
+        )
+        output = action.run(config, step_ctx)
+    except Exception as exc:
+        raise _StepError(exc, ORIGIN_STEP) from None
+    try:
+        json.dumps(output)
+        target = action.next_target(step["config"], output)
+    except Exception as exc:
+        fault = EngineFault(f"action {step['action']!r} returned an unusable output: {exc}")
+        raise _StepError(fault, ORIGIN_PLATFORM) from None
+    return output, target
+
+
+def _record_failure(recorder: StepRecorder, step_id: str, classification: Classification) -> None:
+    try:
+        recorder.finish_step(
+            step_id,
+            status=STEP_ERROR,
+            output=None,
+            error_type=classification.error_type,
+            error_message=classification.message,
+        )
+    except Exception as exc:
+        # The step's own failure is the story; the recorder failing too is logged.
+        logger.warning("could not record the failure of step %s: %s", step_id, type(exc).__name__)
