@@ -10,4 +10,6 @@ class ConveyorConfig(AppConfig):
     verbose_name = "Conveyor"
 
     def ready(self) -> None:
+        # In ready(): the checks import workflows.chains, which needs settings (a start-up
+        # cycle if imported while the app registry is still loading).
         from config import checks  # noqa: F401  (registers system checks)

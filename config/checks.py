@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import Error, Warning, register
@@ -88,13 +90,10 @@ def trigger_settings(app_configs, **kwargs):
         errors.append(Error(str(exc), id="scheduler.E001"))
         chains = ()
     if chains:
-        try:
-            import web3  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("web3") is None:
             errors.append(Error("CONVEYOR_CHAINS lists chains but web3 is not installed", id="scheduler.E002"))
-    # getattr: these settings arrive with the triggers; a checkout without them must still start.
-    window, tick = getattr(settings, "SCHEDULE_CATCHUP_WINDOW_S", None), getattr(settings, "SCHEDULE_TICK_S", None)
-    if window is not None and tick is not None and window < 2 * tick:
+    window, tick = settings.SCHEDULE_CATCHUP_WINDOW_S, settings.SCHEDULE_TICK_S
+    if window < 2 * tick:
         errors.append(
             Error(
                 f"CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S ({window}) must be at least twice "
@@ -103,11 +102,7 @@ def trigger_settings(app_configs, **kwargs):
                 id="scheduler.E003",
             )
         )
-    lookback, retry_tick = (
-        getattr(settings, "SYSTEM_RETRY_LOOKBACK_S", None),
-        getattr(settings, "SYSTEM_RETRY_TICK_S", None),
-    )
-    if lookback is not None and retry_tick is not None and lookback < 2 * retry_tick:
+    if settings.SYSTEM_RETRY_LOOKBACK_S < 2 * settings.SYSTEM_RETRY_TICK_S:
         errors.append(
             Error(
                 "CONVEYOR_SYSTEM_RETRY_LOOKBACK_S must be at least twice CONVEYOR_SYSTEM_RETRY_TICK_S",

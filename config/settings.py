@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_filters",
     "django_prometheus",
     "config",  # registers the system checks of config/checks.py
     "executions",  # also the label of the tenancy and workflows models
@@ -210,6 +211,8 @@ MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum
 # --- Conveyor: observability (DESIGN.md §6, docs/decisions/0005-worker-metrics.md) ----
 METRICS_WINDOW_S = env_int("CONVEYOR_METRICS_WINDOW_S", 3600, minimum=60)
 METRICS_MANAGED_ORGS = env_list("CONVEYOR_METRICS_MANAGED_ORGS", [])
+# Queues whose depth /metrics reads (prefix-less names).
+METRICS_QUEUES = [RUNS_QUEUE, MAINTENANCE_QUEUE, DEAD_LETTER_QUEUE]
 METRICS_QUEUE_TIMEOUT_S = env_float("CONVEYOR_METRICS_QUEUE_TIMEOUT_S", 1.0, minimum=0.1)
 METRICS_QUEUE_CACHE_S = env_float("CONVEYOR_METRICS_QUEUE_CACHE_S", 15.0, minimum=0.0)
 WORKER_METRICS_PORT = env_int("CONVEYOR_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
@@ -220,6 +223,7 @@ if set(DIGEST_PERIODS) - {"daily", "weekly"}:
 DIGEST_HOUR_UTC = env_int("CONVEYOR_DIGEST_HOUR_UTC", 6, minimum=0, maximum=23)
 DIGEST_WEEKDAY = env_int("CONVEYOR_DIGEST_WEEKDAY", 1, minimum=0, maximum=6)
 DIGEST_TOP_WORKFLOWS = env_int("CONVEYOR_DIGEST_TOP_WORKFLOWS", 5, minimum=1)
+DIGEST_RECENT_ERRORS = 10  # system errors a digest lists one by one
 DEFAULT_FROM_EMAIL = env_str("CONVEYOR_EMAIL_FROM", "Conveyor <conveyor@localhost>")
 EMAIL_BACKEND = env_str(
     "DJANGO_EMAIL_BACKEND",

@@ -193,8 +193,9 @@ class CategoryFilter(admin.SimpleListFilter):
 
 
 class StuckFilter(admin.SimpleListFilter):
-    """In progress past its threshold: pending past the start threshold, or running with
-    a stale heartbeat (what the reaper will age next). Served by the in-progress index."""
+    """What the reaper will age at its next sweep (executions.queries.stuck: pending past
+    the start threshold, running past its deadline or with a stale heartbeat). Served by
+    the in-progress index."""
 
     title = "stuck"
     parameter_name = "stuck"
@@ -204,7 +205,7 @@ class StuckFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(services.stuck_condition())
+            return queryset.filter(queries.stuck())
         return queryset
 
 
@@ -346,20 +347,26 @@ def _run_link(run_id: uuid.UUID | str) -> str:
     )
 
 
+def _not_queued_text(answer: services.Answer) -> str:
+    return format_html("Re-run {} could not be queued: {}", _run_link(answer.run_id), answer.message)
+
+
 def _report_run_now(request: HttpRequest, workflow: Workflow) -> None:
     """Run a workflow now and say what happened: the run's id, or the customer-facing
     reason it could not be queued."""
     try:
         run = services.run_now(workflow, actor=_actor(request))
-    except services.WorkflowNotRunnable as exc:
-        messages.error(request, f"{workflow.name}: {exc}")
-    except services.EnqueueFailed as exc:
-        messages.error(
-            request,
-            format_html(
-                "{}: run {} could not be queued: {}", workflow.name, _run_link(exc.execution.pk), exc.customer_message
-            ),
-        )
+    except services.FAILURES as failure:
+        answer = services.answer_for(failure)
+        if answer.not_queued:
+            messages.error(
+                request,
+                format_html(
+                    "{}: run {} could not be queued: {}", workflow.name, _run_link(answer.run_id), answer.message
+                ),
+            )
+        else:
+            messages.error(request, f"{workflow.name}: {answer.message}")
     else:
         messages.success(request, format_html("{}: run {} queued.", workflow.name, _run_link(run.pk)))
 
@@ -639,14 +646,13 @@ class ExecutionAdmin(admin.ModelAdmin):
         for run in runs:
             try:
                 services.rerun_run(run, actor=_actor(request))
-            except services.RerunRefused as exc:
-                messages.warning(request, str(exc))
-            except services.EnqueueFailed as exc:
-                messages.error(
-                    request,
-                    format_html("Re-run {} could not be queued: {}", _run_link(exc.execution.pk), exc.customer_message),
-                )
-                break
+            except services.FAILURES as failure:
+                answer = services.answer_for(failure)
+                if not answer.not_queued:
+                    messages.warning(request, answer.message)
+                    continue
+                messages.error(request, _not_queued_text(answer))
+                break  # the queue is down: every other re-run would fail too
             else:
                 done += 1
         if done:
@@ -661,8 +667,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         for run in runs:
             try:
                 services.cancel_run(run.pk, actor=Actor.OPERATOR, who=_actor(request))
-            except services.CancelRefused as exc:
-                messages.warning(request, str(exc))
+            except services.FAILURES as failure:
+                messages.warning(request, services.answer_for(failure).message)
             else:
                 done += 1
         if done:
@@ -698,15 +704,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         run = self._run(object_id)
         try:
             child = services.rerun_run(run, actor=_actor(request))
-        except services.RerunRefused as exc:
-            messages.error(request, str(exc))
-            return self._back(run.pk)
-        except services.EnqueueFailed as exc:
-            messages.error(
-                request,
-                format_html("Re-run {} could not be queued: {}", _run_link(exc.execution.pk), exc.customer_message),
-            )
-            return self._back(exc.execution.pk)
+        except services.FAILURES as failure:
+            answer = services.answer_for(failure)
+            messages.error(request, _not_queued_text(answer) if answer.not_queued else answer.message)
+            return self._back(answer.run_id or run.pk)
         messages.success(request, format_html("Re-run {} queued.", _run_link(child.pk)))
         return self._back(child.pk)
 
@@ -717,8 +718,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         run = self._run(object_id)
         try:
             services.cancel_run(run.pk, actor=Actor.OPERATOR, who=_actor(request))
-        except services.CancelRefused as exc:
-            messages.error(request, str(exc))
+        except services.FAILURES as failure:
+            messages.error(request, services.answer_for(failure).message)
         else:
             messages.success(request, "Run cancelled; a running runtime is stopped at its next heartbeat.")
         return self._back(run.pk)

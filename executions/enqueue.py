@@ -1,5 +1,6 @@
-"""The one way a run is created: every producer (schedule, block, event, manual, re-run)
-calls `enqueue`.
+"""The one way a run is queued: every producer (schedule, block, event, manual, re-run,
+retry) calls `enqueue`. The row is written by the status writer (transitions.create),
+the message sent by the queue client (messaging.queue.publish).
 
 The row is created `pending` and committed first, then the message is sent: never inside
 an open transaction, or a fast worker would find no row. Called inside one, the send is
@@ -11,21 +12,17 @@ message was sent, so the run provably did no work.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import connection, transaction
 
 from executions import metrics
-from executions.models import Execution, Transition
-from executions.transitions import fail
+from executions.models import Execution
+from executions.transitions import create, fail
 from failures.catalogue import PRODUCER_CODES
 from failures.classifier import system_fault
-from failures.statuses import Actor, ExecutionStatus, TriggerType
-from messaging import messages
+from failures.statuses import Actor, ExecutionStatus
+from messaging.queue import publish
 from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.enqueue")
@@ -51,78 +48,6 @@ class Enqueued:
     created: bool
 
 
-def _create_pending(
-    workflow: Workflow,
-    *,
-    trigger_type: str,
-    dispatch_key: str | None,
-    input: dict | None,
-    rerun_of: Execution | None = None,
-    attempt: int = 1,
-    reason: str = "",
-) -> Execution | None:
-    """Create the run `pending` with its transition-log row and commit; None when the
-    dispatch key exists already."""
-    if trigger_type not in TriggerType.values:
-        raise ValueError(f"unknown trigger type {trigger_type!r}")
-    now = timezone.now()
-    deadline = workflow.deadline_seconds or settings.RUN_DEADLINE_S
-    try:
-        with transaction.atomic():
-            execution = Execution.objects.create(
-                id=uuid.uuid4(),
-                workflow=workflow,
-                organization_id=workflow.organization_id,
-                workflow_version=workflow.version,
-                trigger_type=trigger_type,
-                dispatch_key=dispatch_key,
-                status=ExecutionStatus.PENDING,
-                status_actor=Actor.PRODUCER,
-                input=input or {},
-                rerun_of=rerun_of,
-                attempt=attempt,
-                runtime=workflow.runtime or settings.DEFAULT_RUNTIME,
-                created_at=now,
-                queued_at=now,
-                deadline_at=now + timedelta(seconds=deadline),
-                steps_total=len((workflow.definition or {}).get("steps", [])),
-            )
-            Transition.objects.create(
-                execution=execution,
-                from_status="",
-                to_status=ExecutionStatus.PENDING,
-                actor=Actor.PRODUCER,
-                move="create",
-                reason=reason or trigger_type,
-                at=now,
-            )
-    except IntegrityError:
-        if dispatch_key is None:
-            raise
-        logger.info("duplicate dispatch key", extra={"event": "enqueue_duplicate", "dispatch_key": dispatch_key})
-        return None
-    metrics.RUNS_CREATED.labels(trigger_type=trigger_type).inc()
-    # One log line per transition, the create included (the others: executions/transitions.py).
-    logging.getLogger("conveyor.transitions").info(
-        "transition  -> %s",
-        ExecutionStatus.PENDING,
-        extra={
-            "event": "transition",
-            "execution_id": str(execution.pk),
-            "workflow_id": execution.workflow_id,
-            "organization_id": execution.organization_id,
-            "from_status": "",
-            "status": ExecutionStatus.PENDING,
-            "move": "create",
-            "actor": Actor.PRODUCER,
-            "error_type": "",
-            "error_category": "",
-            "error_code": "",
-        },
-    )
-    return execution
-
-
 def enqueue(
     workflow: Workflow,
     *,
@@ -132,7 +57,7 @@ def enqueue(
     rerun_of: Execution | None = None,
     attempt: int = 1,
 ) -> Enqueued:
-    execution = _create_pending(
+    execution = create(
         workflow,
         trigger_type=trigger_type,
         dispatch_key=dispatch_key,
@@ -164,7 +89,7 @@ def record_not_dispatched(
     its own, `system_error` with `code` (CS-0002, BS-0002): no message is sent, no work
     is done, and the dispatch key makes sure the fire time never runs as well. A summary
     record stands for `missed` of them."""
-    execution = _create_pending(
+    execution = create(
         workflow, trigger_type=trigger_type, dispatch_key=dispatch_key, input=input, reason=f"{trigger_type} missed"
     )
     if execution is None:
@@ -178,15 +103,6 @@ def record_not_dispatched(
     )
     metrics.MISSED_DISPATCHES.labels(producer=trigger_type, code=code).inc(missed)
     return Enqueued(execution, created=True)
-
-
-def publish(execution_id: uuid.UUID | str, dispatch_key: str | None, *, delay_seconds: int = 0) -> None:
-    from pipeline.tasks import consume_run
-
-    options = {"queue": settings.RUNS_QUEUE, "retry": False}
-    if delay_seconds:
-        options["DelaySeconds"] = delay_seconds
-    consume_run.apply_async(args=[messages.build(execution_id, dispatch_key)], **options)
 
 
 def _send_or_resolve(execution: Execution, *, raise_on_failure: bool) -> None:

@@ -1,17 +1,49 @@
-"""Read-only queries the runs pages and the admin share, each served by an index."""
+"""The queries every reader shares, each served by an index: what the reaper ages (never
+received, past the deadline, a stale heartbeat: together "stuck", which the admin's filter
+and the in-flight metrics read too), and the status counts and recent runs of the runs
+pages and the admin."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from executions.models import Execution
 from executions.presentation import StatusLook, look
-from failures.statuses import ALL_STATUSES
+from failures.statuses import ALL_STATUSES, IN_PROGRESS, ExecutionStatus
 
+S = ExecutionStatus
+
+
+# --- what the reaper ages -----------------------------------------------------------------
+def never_received(now: datetime) -> Q:
+    """Pending past the start threshold: its message never reached a worker (P-0005)."""
+    return Q(status=S.PENDING, queued_at__lt=now - timedelta(seconds=settings.START_THRESHOLD_S))
+
+
+def past_deadline(now: datetime) -> Q:
+    """Running past its deadline (E-0001)."""
+    return Q(status=S.RUNNING, deadline_at__lt=now)
+
+
+def stale_heartbeat(now: datetime) -> Q:
+    """Running with a heartbeat older than the stale threshold: its supervisor is gone
+    (P-0001 if no step started, else P-0003)."""
+    return Q(status=S.RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.STALE_AFTER_S))
+
+
+def stuck(now: datetime | None = None) -> Q:
+    """What the reaper will age at its next sweep. Every branch is in progress, so the
+    partial in-progress index serves it."""
+    now = now or timezone.now()
+    return Q(status__in=sorted(IN_PROGRESS)) & (never_received(now) | past_deadline(now) | stale_heartbeat(now))
+
+
+# --- the runs pages and the admin ------------------------------------------------------------
 RECENT_RUNS = 20
 COUNT_WINDOW = timedelta(hours=24)
 

@@ -20,13 +20,14 @@ from django.db import transaction
 
 from executions.enqueue import Enqueued, EnqueueFailed, enqueue
 from executions.models import Execution
+from executions.refusals import ActionRefused
 from failures.catalogue import PRODUCER_CODES
 from failures.statuses import TERMINAL, ExecutionStatus, TriggerType
 
 logger = logging.getLogger("conveyor.rerun")
 
 
-class RerunRefused(ValueError):
+class RerunRefused(ActionRefused):
     """The run cannot be re-run (not finished, or its workflow is gone or disabled)."""
 
 

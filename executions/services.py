@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
 
 from executions.enqueue import EnqueueFailed, enqueue
 from executions.models import Execution
+from executions.refusals import FAILURES, ActionRefused, Answer, answer_for
 from executions.rerun import RerunRefused, rerun
 from executions.transitions import TransitionResult, reclassify, transition
 from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE
@@ -36,6 +35,10 @@ OPERATOR_RULE = "operator"
 
 __all__ = [
     "BULK_RERUN_LIMIT",
+    "FAILURES",
+    "ActionRefused",
+    "Answer",
+    "answer_for",
     "BulkRerunResult",
     "CancelRefused",
     "EnqueueFailed",
@@ -48,15 +51,14 @@ __all__ = [
     "reclassify_run",
     "rerun_run",
     "run_now",
-    "stuck_runs",
 ]
 
 
-class WorkflowNotRunnable(ValueError):
+class WorkflowNotRunnable(ActionRefused):
     """The workflow is deleted or disabled: a manual run would only be skipped."""
 
 
-class CancelRefused(ValueError):
+class CancelRefused(ActionRefused):
     """The run is already finished: there is nothing to cancel."""
 
 
@@ -219,7 +221,8 @@ def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit
             result.refused.append((execution.pk, str(exc)))
             continue
         except EnqueueFailed as exc:
-            result.enqueue_failed = (exc.execution.pk, exc.customer_message)
+            answer = answer_for(exc)
+            result.enqueue_failed = (answer.run_id, answer.message)
             break
         result.rerun.append((execution.pk, child.pk))
     result.remaining = bulk_rerun_candidates(code, since, until).count()
@@ -237,23 +240,3 @@ def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit
         },
     )
     return result
-
-
-# --- stuck runs ------------------------------------------------------------------------------
-def stuck_condition(now: datetime | None = None) -> Q:
-    """In progress past its threshold: pending longer than the start threshold, or
-    running with a heartbeat older than the stale threshold (what the reaper will age).
-    Every branch is in progress, so the partial in-progress index serves it."""
-    now = now or timezone.now()
-    pending_since = now - timedelta(seconds=settings.START_THRESHOLD_S)
-    stale_since = now - timedelta(seconds=settings.STALE_AFTER_S)
-    in_progress = sorted(IN_PROGRESS)
-    return Q(status__in=in_progress) & (
-        Q(status=S.PENDING, queued_at__lt=pending_since)
-        | Q(status=S.RUNNING, heartbeat_at__lt=stale_since)
-        | Q(status=S.RUNNING, heartbeat_at__isnull=True, queued_at__lt=stale_since)
-    )
-
-
-def stuck_runs(now: datetime | None = None) -> QuerySet[Execution]:
-    return Execution.objects.filter(stuck_condition(now))

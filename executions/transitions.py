@@ -1,4 +1,4 @@
-"""The one function that writes a run's status.
+"""The one function that writes a run's status, and the one that creates a run.
 
 Every status write is a compare-and-swap (`UPDATE ... WHERE id = %s AND status = %s AND
 <move condition>`): the row count says who won. A loser is logged and counted, never
@@ -16,9 +16,10 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -26,7 +27,8 @@ from executions import metrics
 from executions.models import Execution, Step, StepStatus, Transition
 from failures.catalogue import HEALABLE_TO_RUNNING, HEALABLE_TO_SUCCESS
 from failures.classifier import Classification
-from failures.statuses import ALL_STATUSES, TERMINAL, Actor, ExecutionStatus, status_for_error_type
+from failures.statuses import ALL_STATUSES, TERMINAL, Actor, ExecutionStatus, TriggerType, status_for_error_type
+from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.transitions")
 S = ExecutionStatus
@@ -221,6 +223,78 @@ def transition(
     return TransitionResult(False, _as_uuid(execution_id), to_status)
 
 
+def create(
+    workflow: Workflow,
+    *,
+    trigger_type: str,
+    dispatch_key: str | None,
+    input: dict | None,
+    rerun_of: Execution | None = None,
+    attempt: int = 1,
+    reason: str = "",
+) -> Execution | None:
+    """Create a run `pending`, with the `create` row of its transition log, and commit;
+    None when the dispatch key exists already (the existing run is the one)."""
+    if trigger_type not in TriggerType.values:
+        raise ValueError(f"unknown trigger type {trigger_type!r}")
+    now = timezone.now()
+    deadline = workflow.deadline_seconds or settings.RUN_DEADLINE_S
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                id=uuid.uuid4(),
+                workflow=workflow,
+                organization_id=workflow.organization_id,
+                workflow_version=workflow.version,
+                trigger_type=trigger_type,
+                dispatch_key=dispatch_key,
+                status=ExecutionStatus.PENDING,
+                status_actor=Actor.PRODUCER,
+                input=input or {},
+                rerun_of=rerun_of,
+                attempt=attempt,
+                runtime=workflow.runtime or settings.DEFAULT_RUNTIME,
+                created_at=now,
+                queued_at=now,
+                deadline_at=now + timedelta(seconds=deadline),
+                steps_total=len((workflow.definition or {}).get("steps", [])),
+            )
+            Transition.objects.create(
+                execution=execution,
+                from_status="",
+                to_status=ExecutionStatus.PENDING,
+                actor=Actor.PRODUCER,
+                move="create",
+                reason=reason or trigger_type,
+                at=now,
+            )
+    except IntegrityError:
+        if dispatch_key is None:
+            raise
+        logger.info("duplicate dispatch key", extra={"event": "enqueue_duplicate", "dispatch_key": dispatch_key})
+        return None
+    metrics.RUNS_CREATED.labels(trigger_type=trigger_type).inc()
+    # One log line per transition, the create included.
+    logger.info(
+        "transition  -> %s",
+        ExecutionStatus.PENDING,
+        extra={
+            "event": "transition",
+            "execution_id": str(execution.pk),
+            "workflow_id": execution.workflow_id,
+            "organization_id": execution.organization_id,
+            "from_status": "",
+            "status": ExecutionStatus.PENDING,
+            "move": "create",
+            "actor": Actor.PRODUCER,
+            "error_type": "",
+            "error_category": "",
+            "error_code": "",
+        },
+    )
+    return execution
+
+
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
@@ -336,15 +410,29 @@ def some_step_started() -> Q:
     return Q(Exists(Step.objects.filter(execution=OuterRef("pk"))))
 
 
-def _may_run_steps(claim_token: uuid.UUID) -> Q:
-    """A step may start only under the supervisor's claim: while the run is running, or
-    while it is a reaped P-0003/E-0001 that this same claim may still heal."""
-    return Q(claim_token=claim_token) & (
-        Q(status=S.RUNNING)
-        | (
-            Q(status=S.SYSTEM_ERROR, status_actor=A.REAPER, error_code__in=sorted(HEALABLE_TO_SUCCESS))
-            & _no_rerun_child()
-        )
+def _from_conditions(to_status: str, ctx: MoveContext) -> Q:
+    """Where the moves of the table to `to_status` for `ctx.actor` may start from: the OR
+    of their from-statuses and conditions."""
+    where = Q(pk__in=[])
+    for move in allowed_moves(to_status, ctx.actor):
+        where |= Q(status=move.from_status) & move.condition(ctx)
+    return where
+
+
+def claimable() -> Q:
+    """The runs a consumer may claim: where the table's moves to `running` start (a
+    pending run, or a P-0005 the late message may heal). The consumer reads it with the
+    run, in the same query, before its guards and its concurrency check."""
+    return _from_conditions(S.RUNNING, MoveContext(actor=A.CONSUMER, claim_token=None))
+
+
+def may_run_steps(claim_token: uuid.UUID) -> Q:
+    """A step may start, and the heartbeat be refreshed, only where the supervisor's own
+    claim could still finish the run with success: the table's moves to `success` (the
+    run is running under this claim, or it is a reaped P-0003/E-0001 this very claim may
+    heal)."""
+    return Q(claim_token=claim_token) & _from_conditions(
+        S.SUCCESS, MoveContext(actor=A.RUNTIME, claim_token=claim_token)
     )
 
 
@@ -367,7 +455,7 @@ def start_step(
     with transaction.atomic():
         rows = (
             Execution.objects.filter(pk=execution_id)
-            .filter(_may_run_steps(claim_token))
+            .filter(may_run_steps(claim_token))
             .update(heartbeat_at=now, steps_started=F("steps_started") + 1)
         )
         if not rows:
@@ -410,6 +498,6 @@ def touch_heartbeat(execution_id: uuid.UUID | str, claim_token: uuid.UUID, now: 
     """Refresh heartbeat_at for the supervisor's own claim; False once it lost the run."""
     return bool(
         Execution.objects.filter(pk=execution_id, claim_token=claim_token)
-        .filter(_may_run_steps(claim_token))
+        .filter(may_run_steps(claim_token))
         .update(heartbeat_at=now or timezone.now())
     )

@@ -8,6 +8,7 @@ only case in which "safe to re-run" may be said.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from django.db import models
 
@@ -40,9 +41,36 @@ CATEGORY_FOR_ERROR_TYPE = {
 }
 
 
+class Code(StrEnum):
+    """Every system failure's code. Call sites name a code through this enum, never as a
+    string; the value is what is stored, logged and shown (C-0001...)."""
+
+    C0001 = "C-0001"
+    C0002 = "C-0002"
+    C0003 = "C-0003"
+    C0004 = "C-0004"
+    E0001 = "E-0001"
+    E0002 = "E-0002"
+    E0003 = "E-0003"
+    E0004 = "E-0004"
+    N0001 = "N-0001"
+    N0002 = "N-0002"
+    P0001 = "P-0001"
+    P0002 = "P-0002"
+    P0003 = "P-0003"
+    P0004 = "P-0004"
+    P0005 = "P-0005"
+    CS0001 = "CS-0001"
+    BS0001 = "BS-0001"
+    ES0001 = "ES-0001"
+    MS0001 = "MS-0001"
+    CS0002 = "CS-0002"
+    BS0002 = "BS-0002"
+
+
 @dataclass(frozen=True)
 class CatalogueEntry:
-    code: str
+    code: Code
     category: str
     retryable: bool
     meaning: str
@@ -58,7 +86,7 @@ SAFE_TO_RERUN = "No step of this run started, so it is safe to re-run."
 MAY_HAVE_PARTLY_RUN = "It may have partly run: check its steps before re-running it."
 
 
-def _entry(code: str, category: str, retryable: bool, meaning: str, what: str, did_no_work: bool) -> CatalogueEntry:
+def _entry(code: Code, category: str, retryable: bool, meaning: str, what: str, did_no_work: bool) -> CatalogueEntry:
     tail = SAFE_TO_RERUN if did_no_work else MAY_HAVE_PARTLY_RUN
     return CatalogueEntry(code, category, retryable, meaning, f"{what} {_NOT_YOURS} {tail}", did_no_work)
 
@@ -68,7 +96,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     e.code: e
     for e in [
         _entry(
-            "C-0001",
+            Code.C0001,
             _C.WORKFLOW_ENGINE,
             True,
             "unclassified system failure",
@@ -76,7 +104,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "C-0002",
+            Code.C0002,
             _C.DATABASE,
             True,
             "database unavailable or query failed",
@@ -84,7 +112,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "C-0003",
+            Code.C0003,
             _C.INFRASTRUCTURE,
             False,
             "missing configuration, secret or module",
@@ -92,7 +120,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "C-0004",
+            Code.C0004,
             _C.AUTH,
             False,
             "internal auth or secret-store failure",
@@ -100,7 +128,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "E-0001",
+            Code.E0001,
             _C.WORKFLOW_ENGINE,
             True,
             "run timed out (no progress / deadline)",
@@ -108,7 +136,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "E-0002",
+            Code.E0002,
             _C.WORKFLOW_ENGINE,
             True,
             "a step exceeded its retries for a system reason",
@@ -116,7 +144,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "E-0003",
+            Code.E0003,
             _C.WORKFLOW_ENGINE,
             True,
             "engine fault",
@@ -124,7 +152,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "E-0004",
+            Code.E0004,
             _C.INFRASTRUCTURE,
             True,
             "consumer backstop: the message could not be processed",
@@ -132,7 +160,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "N-0001",
+            Code.N0001,
             _C.NETWORK_RPC,
             True,
             "chain RPC endpoint unavailable",
@@ -140,7 +168,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "N-0002",
+            Code.N0002,
             _C.NETWORK_RPC,
             True,
             "the platform's own network failed during a run",
@@ -148,7 +176,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "P-0001",
+            Code.P0001,
             _C.INFRASTRUCTURE,
             True,
             "run claimed, heartbeat lost before its first step started",
@@ -156,7 +184,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "P-0002",
+            Code.P0002,
             _C.INFRASTRUCTURE,
             True,
             "runtime could not be created",
@@ -164,7 +192,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "P-0003",
+            Code.P0003,
             _C.INFRASTRUCTURE,
             True,
             "runtime killed or worker lost",
@@ -172,7 +200,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "P-0004",
+            Code.P0004,
             _C.INFRASTRUCTURE,
             True,
             "dispatch failed",
@@ -180,7 +208,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             False,
         ),
         _entry(
-            "P-0005",
+            Code.P0005,
             _C.INFRASTRUCTURE,
             True,
             "pending run never received: queue message lost",
@@ -188,7 +216,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "CS-0001",
+            Code.CS0001,
             _C.INFRASTRUCTURE,
             True,
             "schedule producer: SendMessage failed",
@@ -196,7 +224,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "BS-0001",
+            Code.BS0001,
             _C.INFRASTRUCTURE,
             True,
             "block producer: SendMessage failed",
@@ -204,7 +232,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "ES-0001",
+            Code.ES0001,
             _C.INFRASTRUCTURE,
             True,
             "event producer: SendMessage failed",
@@ -212,7 +240,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "MS-0001",
+            Code.MS0001,
             _C.INFRASTRUCTURE,
             True,
             "manual/API producer: SendMessage failed",
@@ -220,7 +248,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "CS-0002",
+            Code.CS0002,
             _C.INFRASTRUCTURE,
             True,
             "schedule fire time missed: the platform could not dispatch it in time (outage)",
@@ -228,7 +256,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
             True,
         ),
         _entry(
-            "BS-0002",
+            Code.BS0002,
             _C.INFRASTRUCTURE,
             True,
             "block missed: beyond the catch-up bound after an outage",
@@ -239,25 +267,25 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     ]
 }
 
-UNCLASSIFIED_CODE = "C-0001"
+UNCLASSIFIED_CODE = Code.C0001
 # The code a producer records when it cannot send its message, by trigger type.
 PRODUCER_CODES: dict[str, str] = {
-    "schedule": "CS-0001",
-    "block": "BS-0001",
-    "event": "ES-0001",
-    "manual": "MS-0001",
-    "rerun": "MS-0001",
-    "retry": "MS-0001",
+    "schedule": Code.CS0001,
+    "block": Code.BS0001,
+    "event": Code.ES0001,
+    "manual": Code.MS0001,
+    "rerun": Code.MS0001,
+    "retry": Code.MS0001,
 }
 # Codes the reaper writes that the run's own claim may still heal (DESIGN.md §2).
-HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({"P-0003", "E-0001"})
-HEALABLE_TO_RUNNING: frozenset[str] = frozenset({"P-0005"})
+HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({Code.P0003, Code.E0001})
+HEALABLE_TO_RUNNING: frozenset[str] = frozenset({Code.P0005})
 DID_NO_WORK_CODES: frozenset[str] = frozenset(code for code, e in CATALOGUE.items() if e.did_no_work)
 # A fire time or block the platform could not dispatch during an outage, recorded as its
 # own run (scheduler.enqueue.record_not_dispatched): an operator may re-run it, but the
 # system-error retry policy never does (replaying every missed fire time is not what a
 # schedule means).
-MISSED_DISPATCH_CODES: frozenset[str] = frozenset({"CS-0002", "BS-0002"})
+MISSED_DISPATCH_CODES: frozenset[str] = frozenset({Code.CS0002, Code.BS0002})
 # What the system-error retry policy may retry: runs that provably did no work, except
 # missed dispatches.
 AUTO_RETRIED_CODES: frozenset[str] = DID_NO_WORK_CODES - MISSED_DISPATCH_CODES

@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 
-from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, UNCLASSIFIED_CODE
+from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, UNCLASSIFIED_CODE, Code
 from failures.errors import ConveyorError
 from failures.statuses import ErrorType
 
@@ -88,18 +88,18 @@ _NETWORK_TYPES = (
 
 # Typed ConveyorErrors are handled before this list (they carry their own answer).
 RULES: tuple[Rule, ...] = (
-    Rule("out-of-memory", ErrorType.SYSTEM, "P-0003", exception_types=(MemoryError,)),
-    Rule("database-error", ErrorType.SYSTEM, "C-0002", exception_types=_DB_TYPES),
-    Rule("database-message", ErrorType.SYSTEM, "C-0002", message_pattern=_DB_MESSAGES),
-    Rule("secret-store", ErrorType.SYSTEM, "C-0004", exception_types=("cryptography.fernet.InvalidToken",)),
+    Rule("out-of-memory", ErrorType.SYSTEM, Code.P0003, exception_types=(MemoryError,)),
+    Rule("database-error", ErrorType.SYSTEM, Code.C0002, exception_types=_DB_TYPES),
+    Rule("database-message", ErrorType.SYSTEM, Code.C0002, message_pattern=_DB_MESSAGES),
+    Rule("secret-store", ErrorType.SYSTEM, Code.C0004, exception_types=("cryptography.fernet.InvalidToken",)),
     Rule(
         "configuration",
         ErrorType.SYSTEM,
-        "C-0003",
+        Code.C0003,
         exception_types=("django.core.exceptions.ImproperlyConfigured", ImportError),
         origins=(ORIGIN_PLATFORM,),
     ),
-    Rule("platform-network", ErrorType.SYSTEM, "N-0002", exception_types=_NETWORK_TYPES, origins=(ORIGIN_PLATFORM,)),
+    Rule("platform-network", ErrorType.SYSTEM, Code.N0002, exception_types=_NETWORK_TYPES, origins=(ORIGIN_PLATFORM,)),
     Rule("step-network", ErrorType.EXTERNAL, exception_types=_NETWORK_TYPES, origins=(ORIGIN_STEP,)),
     Rule("step-exception", ErrorType.USER, exception_types=(Exception,), origins=(ORIGIN_STEP,)),
     Rule("unclassified", ErrorType.SYSTEM, UNCLASSIFIED_CODE, exception_types=(BaseException,)),

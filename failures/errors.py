@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from failures.catalogue import Code
 from failures.statuses import ErrorType
 
 
 class ConveyorError(Exception):
     error_type: ClassVar[str]
-    code: ClassVar[str | None] = None
+    code: ClassVar[Code | None] = None
 
     def __init__(self, message: str, *, step_id: str | None = None):
         super().__init__(message)
@@ -59,55 +60,43 @@ class ExternalHTTPError(ExternalError):
 # --- the platform failed -------------------------------------------------------------------
 class SystemFault(ConveyorError):
     error_type = ErrorType.SYSTEM
-    code = "C-0001"
+    code = Code.C0001
 
 
 class DatabaseFault(SystemFault):
-    code = "C-0002"
+    code = Code.C0002
 
 
 class ConfigurationFault(SystemFault):
-    code = "C-0003"
+    code = Code.C0003
 
 
 class SecretStoreError(SystemFault):
-    code = "C-0004"
+    code = Code.C0004
 
 
 class RunDeadlineExceeded(SystemFault):
-    code = "E-0001"
+    code = Code.E0001
 
 
 class StepRetriesExhausted(SystemFault):
-    code = "E-0002"
+    code = Code.E0002
 
 
 class EngineFault(SystemFault):
-    code = "E-0003"
-
-
-class ConsumerFault(SystemFault):
-    code = "E-0004"
+    code = Code.E0003
 
 
 class ChainRPCUnavailable(SystemFault):
-    code = "N-0001"
-
-
-class PlatformNetworkError(SystemFault):
-    code = "N-0002"
+    code = Code.N0001
 
 
 class RuntimeSpawnError(SystemFault):
-    code = "P-0002"
-
-
-class RuntimeLost(SystemFault):
-    code = "P-0003"
+    code = Code.P0002
 
 
 class DispatchError(SystemFault):
-    code = "P-0004"
+    code = Code.P0004
 
 
 # --- control flow, never a failure ----------------------------------------------------------

@@ -9,6 +9,8 @@ processes, a cut queue and a terminated database connection are injected for rea
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 
 POINTS = frozenset({"consumer", "dispatch", "consumer-loop-freeze"})
@@ -26,6 +28,4 @@ def maybe_inject(point: str) -> None:
 def maybe_freeze(point: str, seconds: float = 3600.0) -> None:
     """Block the calling thread, as a loop stuck in a call that never returns would."""
     if point in settings.FAULT_INJECTION:
-        import time
-
         time.sleep(seconds)

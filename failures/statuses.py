@@ -53,8 +53,6 @@ ERROR_STATUSES: frozenset[str] = frozenset({S.ERROR, S.SYSTEM_ERROR})
 FAILED_FOR_DIGEST: frozenset[str] = ERROR_STATUSES
 # Runs that count in a success rate's denominator.
 COUNTED_FOR_SUCCESS_RATE: frozenset[str] = frozenset({S.SUCCESS}) | ERROR_STATUSES
-# Runs whose outcome says nothing about the workflow itself.
-NOT_RUN: frozenset[str] = frozenset({S.CANCELLED, S.SKIPPED})
 
 GROUPS: dict[str, frozenset[str]] = {
     "in_progress": IN_PROGRESS,
@@ -62,7 +60,6 @@ GROUPS: dict[str, frozenset[str]] = {
     "error": ERROR_STATUSES,
     "failed_for_digest": FAILED_FOR_DIGEST,
     "counted_for_success_rate": COUNTED_FOR_SUCCESS_RATE,
-    "not_run": NOT_RUN,
 }
 
 ALL_STATUSES: tuple[str, ...] = tuple(S.values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -28,7 +29,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from executions import presentation, queries, services
-from executions.api.throttling import DEFAULT_TRIGGER_RATE, RateLimiter, TriggerRateThrottle
+from executions.api.throttling import TriggerRateThrottle
 from executions.models import Execution
 from executions.presentation import rerun_notice
 from failures.statuses import ALL_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
@@ -38,7 +39,6 @@ from workflows.models import Workflow
 
 S = ExecutionStatus
 PAGE_SIZE = 50
-DEFAULT_REFRESH_MS = 2000
 
 
 def organization_member(view: Callable) -> Callable:
@@ -62,11 +62,18 @@ def _org(request: HttpRequest) -> Organization:
 
 def _rate_limited(request: HttpRequest) -> bool:
     """Runs started from the pages share the API's per-user budget (CONVEYOR_TRIGGER_RATE)."""
-    rate = getattr(settings, "CONVEYOR_TRIGGER_RATE", DEFAULT_TRIGGER_RATE)
-    decision = RateLimiter(TriggerRateThrottle.scope, rate).hit(str(request.user.pk))
-    if not decision.allowed:
-        messages.error(request, f"Too many runs started: try again in {decision.retry_after} s.")
-    return not decision.allowed
+    throttle = TriggerRateThrottle()
+    if throttle.allow_request(request, None):
+        return False
+    messages.error(request, f"Too many runs started: try again in {math.ceil(throttle.wait() or 1)} s.")
+    return True
+
+
+def _failed(request: HttpRequest, failure: Exception, run_id: uuid.UUID) -> HttpResponse:
+    """Say why, and show the run it is about (the new one, when it could not be queued)."""
+    answer = services.answer_for(failure)
+    messages.error(request, answer.message)
+    return redirect("frontend:run-detail", answer.run_id or run_id)
 
 
 def _run_or_404(request: HttpRequest, run_id: uuid.UUID) -> Execution:
@@ -158,7 +165,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     context.update(
         terminal_statuses=sorted(TERMINAL),
         status_url=reverse("frontend:run-status", args=[run.pk]),
-        refresh_ms=getattr(settings, "CONVEYOR_RUN_REFRESH_MS", DEFAULT_REFRESH_MS),
+        refresh_ms=settings.CONVEYOR_RUN_REFRESH_MS,
     )
     return render(request, "frontend/run_detail.html", context)
 
@@ -191,12 +198,8 @@ def run_rerun(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         return redirect("frontend:run-detail", run.pk)
     try:
         child = services.rerun_run(run, actor=f"page:{request.user.get_username()}")
-    except services.RerunRefused as exc:
-        messages.error(request, str(exc))
-        return redirect("frontend:run-detail", run.pk)
-    except services.EnqueueFailed as exc:
-        messages.error(request, exc.customer_message)
-        return redirect("frontend:run-detail", exc.execution.pk)
+    except services.FAILURES as failure:
+        return _failed(request, failure, run.pk)
     messages.success(request, "Re-run queued.")
     return redirect("frontend:run-detail", child.pk)
 
@@ -207,8 +210,8 @@ def run_cancel(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _run_or_404(request, run_id)
     try:
         services.cancel_run(run.pk, actor=Actor.API, who=f"page:{request.user.get_username()}")
-    except services.CancelRefused as exc:
-        messages.error(request, str(exc))
+    except services.FAILURES as failure:
+        return _failed(request, failure, run.pk)
     else:
         messages.success(request, "Run cancelled.")
     return redirect("frontend:run-detail", run.pk)
@@ -262,11 +265,11 @@ def workflow_run_now(request: HttpRequest, workflow_id: int) -> HttpResponse:
         return redirect("frontend:workflow-detail", workflow.pk)
     try:
         run = services.run_now(workflow, actor=f"page:{request.user.get_username()}")
-    except services.WorkflowNotRunnable as exc:
-        messages.error(request, str(exc))
+    except services.FAILURES as failure:
+        answer = services.answer_for(failure)
+        messages.error(request, answer.message)
+        if answer.not_queued:
+            return redirect("frontend:run-detail", answer.run_id)
         return redirect("frontend:workflow-detail", workflow.pk)
-    except services.EnqueueFailed as exc:
-        messages.error(request, exc.customer_message)
-        return redirect("frontend:run-detail", exc.execution.pk)
     messages.success(request, "Run queued.")
     return redirect("frontend:run-detail", run.pk)

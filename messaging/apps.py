@@ -9,4 +9,5 @@ class MessagingConfig(AppConfig):
     def ready(self) -> None:
         # The consumer's liveness thread starts and stops with the worker; expired periodic
         # messages are counted (Celery signals).
+        # In ready(): the signal receivers import the liveness module, which reads models.
         from messaging import signals  # noqa: F401

@@ -53,6 +53,7 @@ from vine import promise
 
 from failures import faults
 from messaging import liveness, metrics
+from messaging.queue import QueueMissing, ensure_queues
 
 logger = logging.getLogger("conveyor.broker")
 
@@ -85,17 +86,6 @@ def is_missing_queue_error(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         return is_missing_queue(str(exc.response.get("Error", {}).get("Code", ""))) or is_missing_queue(str(exc))
     return isinstance(exc, SQS.DoesNotExistQueueException) or is_missing_queue(str(exc))
-
-
-class QueueMissing(RuntimeError):
-    """A platform queue does not exist and the platform may not create it."""
-
-    def __init__(self, name: str):
-        self.queue_name = name
-        super().__init__(
-            f"SQS queue {name!r} does not exist and CONVEYOR_SQS_CREATE_QUEUES=0 forbids creating it: "
-            f"create it (VisibilityTimeout={settings.SQS_VISIBILITY_TIMEOUT}) or set CONVEYOR_SQS_CREATE_QUEUES=1"
-        )
 
 
 @dataclass(frozen=True)
@@ -246,8 +236,6 @@ class Channel(SQS.Channel):
                 logger.error("%s", QueueMissing(name), extra={"event": "sqs_queue_missing", "queue": name})
             return False
         try:
-            from messaging.queue import ensure_queues
-
             ensure_queues(refresh=True)
             self._new_queue(queue)
         except Exception as exc:

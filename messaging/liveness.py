@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import connection
 
 from messaging import metrics
 
@@ -238,8 +239,8 @@ class LivenessThread(threading.Thread):
         os._exit(EXIT_CODE)
 
     def write_row(self, *, stopped: bool = False, status: str | None = None) -> None:
-        from django.db import connection
-
+        # Not at the top: kombu loads this module with the transport, and in celery beat
+        # that may happen before Django's app registry is ready.
         from messaging.models import WorkerLiveness
 
         verdict, details = self.state.verdict()

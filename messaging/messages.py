@@ -18,6 +18,9 @@ from django.conf import settings
 from django.utils import timezone
 
 SCHEMA_VERSION = 1
+# The consumer's Celery task (pipeline.tasks.consume_run). The name predates the layers and
+# is part of the message contract: messages in flight across a deploy keep working.
+CONSUME_TASK = "executions.consume_run"
 _FIELDS = {"v", "execution_id", "dispatch_key", "issued_at", "sig"}
 
 

@@ -1,21 +1,23 @@
-"""Direct SQS access for what Celery does not do for us: the dead-letter copy, queue
-creation for the embedded platform, and queue depth for metrics.
+"""The queue client: publishing a run's message, the dead-letter copy, queue creation
+and the SQS client the metrics' queue-depth read uses.
 
-Run messages themselves go through Celery (kombu's SQS transport); both read the same
-endpoint (AWS_ENDPOINT_URL_SQS) and queue-name prefix.
+Run messages go through Celery (kombu's SQS transport, messaging.broker); the rest uses
+boto3 directly. Both read the same endpoint (AWS_ENDPOINT_URL_SQS) and queue-name prefix.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from functools import cache
 
 import boto3
 from botocore.config import Config
+from celery import current_app
 from django.conf import settings
 
-from messaging import metrics
+from messaging import messages, metrics
 
 logger = logging.getLogger("conveyor.queue")
 
@@ -50,6 +52,17 @@ def full_name(queue: str) -> str:
     return f"{settings.QUEUE_PREFIX}{queue}"
 
 
+class QueueMissing(RuntimeError):
+    """A platform queue does not exist and the platform may not create it."""
+
+    def __init__(self, name: str):
+        self.queue_name = name
+        super().__init__(
+            f"SQS queue {name!r} does not exist and CONVEYOR_SQS_CREATE_QUEUES=0 forbids creating it: "
+            f"create it (VisibilityTimeout={settings.SQS_VISIBILITY_TIMEOUT}) or set CONVEYOR_SQS_CREATE_QUEUES=1"
+        )
+
+
 _queue_urls: dict[tuple[str, str], str] = {}
 
 
@@ -59,8 +72,6 @@ def _resolve(name: str, *, create: bool) -> str:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except sqs.exceptions.QueueDoesNotExist:
         if not create:
-            from messaging.broker import QueueMissing
-
             raise QueueMissing(name) from None
         url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT)})[
             "QueueUrl"
@@ -86,6 +97,15 @@ def ensure_queues(*, refresh: bool = False) -> dict[str, str]:
     """Every platform queue (runs, maintenance, dead-letter), created if missing: a
     restarted SQS server loses them all at once."""
     return {name: queue_url(name, refresh=refresh) for name in platform_queues()}
+
+
+def publish(execution_id: uuid.UUID | str, dispatch_key: str | None, *, delay_seconds: int = 0) -> None:
+    """Send a run's signed message to the runs queue (by task name: the consumer's task
+    is pipeline.tasks.consume_run, whose module this layer does not import)."""
+    options: dict = {"queue": settings.RUNS_QUEUE, "retry": False}
+    if delay_seconds:
+        options["DelaySeconds"] = delay_seconds
+    current_app.send_task(messages.CONSUME_TASK, args=[messages.build(execution_id, dispatch_key)], **options)
 
 
 def send_to_dead_letter(body: str | bytes, *, reason: str, source: str, detail: str = "") -> None:

@@ -30,12 +30,14 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from executions import queries
 from executions.models import Execution
 from failures.catalogue import CATALOGUE, SYSTEM_CATEGORIES
 from failures.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, ErrorType, ExecutionStatus, status_for_error_type
 from messaging.queue import client as queue_client
 from messaging.queue import full_name
-from observability import conf
+from reaper.models import Lease
+from reaper.sweep import LEASE_NAME
 from tenancy.models import Organization
 from workflows.models import Workflow
 
@@ -53,7 +55,7 @@ def status_error_type_combinations() -> list[tuple[str, str]]:
 
 
 def _window_start(now: datetime) -> datetime:
-    return now - timedelta(seconds=float(conf.get("METRICS_WINDOW_S")))
+    return now - timedelta(seconds=float(settings.METRICS_WINDOW_S))
 
 
 def finished_in_window(since: datetime):
@@ -107,7 +109,7 @@ class DatabaseCollector(Collector):
         window = GaugeMetricFamily(
             "conveyor_metrics_window_seconds", "Window on finished_at the database gauges count over"
         )
-        window.add_metric([], float(conf.get("METRICS_WINDOW_S")))
+        window.add_metric([], float(settings.METRICS_WINDOW_S))
         threshold = GaugeMetricFamily(
             "conveyor_start_threshold_seconds", "Age at which the reaper gives up on a pending run (P-0005)"
         )
@@ -173,7 +175,7 @@ class DatabaseCollector(Collector):
             "Failed runs within the window per workflow of a managed organization, by error status",
             labels=["organization", "workflow_id", "workflow", "status"],
         )
-        slugs = list(conf.get("METRICS_MANAGED_ORGS") or [])
+        slugs = list(settings.METRICS_MANAGED_ORGS or [])
         if slugs:
             orgs = dict(Organization.objects.filter(slug__in=slugs).values_list("id", "slug"))
             workflows = {
@@ -223,11 +225,14 @@ class DatabaseCollector(Collector):
         )
         age.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         yield age
+        stuck = GaugeMetricFamily(
+            "conveyor_stuck_runs",
+            "Runs the reaper will age at its next sweep (never received, past their deadline, stale heartbeat)",
+        )
+        stuck.add_metric([], Execution.objects.filter(queries.stuck(now)).count())
+        yield stuck
 
     def reaper(self, now: datetime) -> Iterator[Metric]:
-        from reaper.models import Lease
-        from reaper.sweep import LEASE_NAME
-
         last = Lease.objects.filter(name=LEASE_NAME).values_list("last_finished_at", flat=True).first()
         family = GaugeMetricFamily(
             "conveyor_reaper_last_sweep_timestamp_seconds",
@@ -275,13 +280,13 @@ class QueueDepthCache:
         key = (settings.SQS_ENDPOINT_URL, settings.AWS_REGION, settings.QUEUE_PREFIX)
         with self._lock:
             state = self._states.setdefault(key, _QueueState())
-            if time.monotonic() - state.attempted_at >= float(conf.get("METRICS_QUEUE_CACHE_S")):
+            if time.monotonic() - state.attempted_at >= float(settings.METRICS_QUEUE_CACHE_S):
                 state.attempted_at = time.monotonic()
                 self._refresh(state, queues)
             return {queue: state.readings.get(queue, _QueueReading()) for queue in queues}
 
     def _refresh(self, state: _QueueState, queues: list[str]) -> None:
-        client = queue_client(timeout=float(conf.get("METRICS_QUEUE_TIMEOUT_S")), attempts=1)
+        client = queue_client(timeout=float(settings.METRICS_QUEUE_TIMEOUT_S), attempts=1)
         failed = False
         for queue in queues:
             reading = state.readings.setdefault(queue, _QueueReading())
@@ -318,7 +323,7 @@ class QueueDepthCollector(Collector):
         self._cache = cache_
 
     def collect(self) -> Iterator[Metric]:
-        queues = list(conf.get("METRICS_QUEUES") or [])
+        queues = list(settings.METRICS_QUEUES or [])
         if not queues:
             return
         readings = self._cache.read(queues)

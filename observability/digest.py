@@ -17,6 +17,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
@@ -25,7 +26,6 @@ from django.utils import timezone
 from executions.models import Execution
 from failures.catalogue import CATALOGUE, customer_message
 from failures.statuses import COUNTED_FOR_SUCCESS_RATE, FAILED_FOR_DIGEST, TERMINAL, ErrorType, ExecutionStatus
-from observability import conf
 from observability.metrics import DIGESTS
 from observability.models import DigestPeriod, FailureDigest
 from tenancy.models import Member, Organization
@@ -145,7 +145,7 @@ def build_digest(organization: Organization, period: str, until: datetime | None
     counted = sum(totals[s] for s in COUNTED_FOR_SUCCESS_RATE)
 
     names = dict(Workflow.objects.filter(organization=organization).values_list("id", "name"))
-    recent = int(conf.get("DIGEST_RECENT_ERRORS"))
+    recent = int(settings.DIGEST_RECENT_ERRORS)
     columns = ("id", "workflow_id", "finished_at", "status", "error_type", "error_code", "error_message")
     newest_first = ("-finished_at", "-pk")
 
@@ -163,7 +163,7 @@ def build_digest(organization: Organization, period: str, until: datetime | None
     top = (
         failed.values("workflow_id")
         .annotate(failed=Count("*"), system=Count("pk", filter=system), last=Max("finished_at"))
-        .order_by("-failed", "-last", "workflow_id")[: int(conf.get("DIGEST_TOP_WORKFLOWS"))]
+        .order_by("-failed", "-last", "workflow_id")[: int(settings.DIGEST_TOP_WORKFLOWS)]
     )
     top_lines = []
     for row in top:
@@ -319,7 +319,7 @@ def _deliver(
         record.recipients = ", ".join(to)
         record.save()
         if to:
-            send_mail(record.subject, record.body, conf.get("DIGEST_FROM_EMAIL"), to, fail_silently=False)
+            send_mail(record.subject, record.body, settings.DEFAULT_FROM_EMAIL, to, fail_silently=False)
             record.sent_at = timezone.now()
             record.save(update_fields=["sent_at"])
     DIGESTS.labels(period=period, outcome="sent" if to else "no_recipients").inc()

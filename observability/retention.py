@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from executions.models import Execution, Step, Transition
 from failures.statuses import TERMINAL
-from observability import conf
 from observability.metrics import RETENTION_DELETED
 
 logger = logging.getLogger("conveyor.retention")
@@ -37,7 +37,7 @@ class PurgeReport:
 
 
 def horizon(now: datetime | None = None) -> datetime:
-    return (now or timezone.now()) - timedelta(days=float(conf.get("RETENTION_DAYS")))
+    return (now or timezone.now()) - timedelta(days=float(settings.RETENTION_DAYS))
 
 
 def expired(before: datetime) -> Q:
@@ -49,8 +49,8 @@ def purge_expired(
     now: datetime | None = None, *, batch_size: int | None = None, max_batches: int | None = None
 ) -> PurgeReport:
     report = PurgeReport(horizon=horizon(now))
-    batch_size = int(batch_size or conf.get("RETENTION_BATCH_SIZE"))
-    max_batches = int(max_batches or conf.get("RETENTION_MAX_BATCHES"))
+    batch_size = int(batch_size or settings.RETENTION_BATCH_SIZE)
+    max_batches = int(max_batches or settings.RETENTION_MAX_BATCHES)
     candidates = Execution.objects.filter(expired(report.horizon))
     while True:
         if report.batches >= max_batches:

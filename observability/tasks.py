@@ -8,14 +8,15 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from observability.digest import deliver, period_bounds
+from observability.retention import purge_expired
 from pipeline.tasks import ConveyorTask
+from tenancy.models import Organization
 
 
 @shared_task(base=ConveyorTask, name="observability.tasks.send_failure_digests")
 def send_failure_digests(period: str) -> int:
     """Fan out: one task per organization, all for the same period."""
-    from observability.digest import period_bounds
-    from tenancy.models import Organization
 
     _, end = period_bounds(period)
     org_ids = list(Organization.objects.order_by("pk").values_list("pk", flat=True))
@@ -26,9 +27,6 @@ def send_failure_digests(period: str) -> int:
 
 @shared_task(base=ConveyorTask, name="observability.tasks.send_organization_digest")
 def send_organization_digest(organization_id: int, period: str, until: str | None = None) -> str:
-    from observability.digest import deliver
-    from tenancy.models import Organization
-
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         return "missing"
@@ -40,8 +38,6 @@ def send_organization_digest(organization_id: int, period: str, until: str | Non
 
 @shared_task(base=ConveyorTask, name="observability.tasks.purge_expired_runs")
 def purge_expired_runs() -> dict:
-    from observability.retention import purge_expired
-
     report = purge_expired()
     return {
         "executions": report.executions,

@@ -20,10 +20,12 @@ import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from celery.signals import worker_process_shutdown, worker_ready
-from prometheus_client import make_wsgi_app
+from django.conf import settings
+from prometheus_client import make_wsgi_app, multiprocess
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from observability import conf
+from messaging.liveness import PROBE_PATHS, probe
+from observability.views import multiprocess_dir, process_registry
 
 logger = logging.getLogger("conveyor.metrics")
 _started: dict[str, object] = {}
@@ -31,12 +33,11 @@ _started: dict[str, object] = {}
 
 @worker_ready.connect(dispatch_uid="observability.worker_exporter.start")
 def start_worker_exporter(sender=None, **kwargs) -> None:
-    port = int(conf.get("WORKER_METRICS_PORT") or 0)
+    port = int(settings.WORKER_METRICS_PORT or 0)
     if not port or "server" in _started:
         return
-    from observability.views import multiprocess_dir, process_registry
 
-    addr = conf.get("WORKER_METRICS_ADDR")
+    addr = settings.WORKER_METRICS_ADDR
     try:
         server = serve(addr, port, process_registry())
     except OSError:
@@ -60,7 +61,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 def exporter_app(registry):
     """The worker's exporter: the probes on their paths, the metrics on every other."""
-    from messaging.liveness import PROBE_PATHS, probe
 
     metrics_app = make_wsgi_app(registry)
 
@@ -86,9 +86,6 @@ def serve(addr: str, port: int, registry):
 def mark_pool_process_dead(pid=None, **kwargs) -> None:
     """A pool process that exits leaves its counters in the directory (they stay in the
     sum) but its live gauges must go."""
-    from observability.views import multiprocess_dir
 
     if multiprocess_dir():
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid or os.getpid())

@@ -1,6 +1,7 @@
 """The consumer: what happens to one run message, in order (DESIGN.md §4).
 
-verify (else dead-letter) → the run exists (else drop) → claimable (else duplicate) →
+verify (else dead-letter) → the run exists (else drop) → claimable, as the table of
+moves says (else duplicate) →
 guards (workflow missing or disabled → skipped) → concurrency (else RequeueSignal: a
 delayed copy, nothing marked) → claim (CAS) → dispatch to a runtime. Any other exception
 is the backstop's: E-0004 on the statuses the run may be in. The message was already
@@ -20,18 +21,20 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import BooleanField, ExpressionWrapper
 from django.utils import timezone
 
 from executions.models import Execution
-from executions.transitions import fail, transition
+from executions.transitions import claimable, fail, transition
 from failures import faults
-from failures.catalogue import HEALABLE_TO_RUNNING
+from failures.catalogue import Code
 from failures.classifier import system_fault
 from failures.errors import RequeueSignal
 from failures.statuses import IN_PROGRESS, Actor, ExecutionStatus
 from messaging import messages
-from messaging.queue import dead_letter_safely
+from messaging.queue import dead_letter_safely, publish
 from pipeline import metrics
+from pipeline.runtimes import dispatch
 from pipeline.supervision import load_claimed
 from workflows.models import Workflow
 
@@ -49,12 +52,6 @@ class Outcome(StrEnum):
     BACKSTOP = "backstop"
 
 
-def is_claimable(execution: Execution) -> bool:
-    if execution.status == S.PENDING:
-        return True
-    return execution.status == S.SYSTEM_ERROR and execution.error_code in HEALABLE_TO_RUNNING
-
-
 def consume(envelope: object, *, hostname: str = "") -> Outcome:
     try:
         message = messages.verify(envelope)
@@ -67,7 +64,12 @@ def consume(envelope: object, *, hostname: str = "") -> Outcome:
         )
         return _count(Outcome.DEAD_LETTERED)
 
-    execution = Execution.objects.select_related("workflow").filter(pk=message.execution_id).first()
+    execution = (
+        Execution.objects.select_related("workflow")
+        .annotate(claimable=ExpressionWrapper(claimable(), output_field=BooleanField()))
+        .filter(pk=message.execution_id)
+        .first()
+    )
     if execution is None:
         logger.warning("message for a missing run dropped", extra={"execution_id": str(message.execution_id)})
         return _count(Outcome.MISSING)
@@ -81,7 +83,7 @@ def consume(envelope: object, *, hostname: str = "") -> Outcome:
 
 
 def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
-    if not is_claimable(execution):
+    if not execution.claimable:
         logger.info("duplicate delivery dropped", extra={"execution_id": str(execution.id), "status": execution.status})
         return _count(Outcome.DUPLICATE)
 
@@ -122,8 +124,6 @@ def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
     _count(Outcome.CLAIMED)
     metrics.START_DELAY.observe(max(0.0, (now - execution.created_at).total_seconds()))
 
-    from pipeline.runtimes import dispatch
-
     for field, value in claim_values.items():
         setattr(execution, field, value)
     execution.status = S.RUNNING
@@ -155,7 +155,6 @@ def _check_concurrency(workflow: Workflow) -> None:
 def _requeue(execution: Execution, message: messages.RunMessage, signal: RequeueSignal) -> Outcome:
     """Send a copy that SQS holds for `delay_seconds`; the run is neither marked nor
     duplicated, and queued_at is reset so the reaper measures the new wait."""
-    from executions.enqueue import publish
 
     try:
         publish(execution.id, message.dispatch_key, delay_seconds=signal.delay_seconds)
@@ -172,7 +171,7 @@ def _backstop(execution: Execution, exc: BaseException, *, what: str = "consumer
     try:
         fail(
             execution.id,
-            system_fault("E-0004", f"{what}: {type(exc).__name__}: {exc}", rule="consumer-backstop"),
+            system_fault(Code.E0004, f"{what}: {type(exc).__name__}: {exc}", rule="consumer-backstop"),
             actor=Actor.CONSUMER,
             expected=sorted(IN_PROGRESS),
         )

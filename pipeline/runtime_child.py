@@ -3,7 +3,8 @@
 Protocol (one JSON object per line): the supervisor writes the payload on stdin; the
 child answers `ready`, then `step_start` (and waits for `step_ack`: only the supervisor
 may record a step, and it may refuse), `step_finish`, and finally one of `result`,
-`failed` or `claim_lost`. The child never touches the database.
+`failed` or `claim_lost`. Only the supervisor writes to the database; the child sets
+Django up (its actions read settings) but records nothing itself.
 """
 
 from __future__ import annotations

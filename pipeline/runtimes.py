@@ -11,8 +11,9 @@
   reaped (P-0003): that is the price of skipping the child process.
 
 Failure points: spawn fails → P-0002; the child killed by a signal or out of memory →
-P-0003; the deadline passes → E-0001; an unexpected error handing the run over → P-0004
-(raised as DispatchError for the consumer to record).
+P-0003; the deadline passes → E-0001; an unexpected error handing the run over → P-0004.
+`dispatch` records every one of them itself, through the status writer: nothing is
+raised back to the consumer.
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from billiard.common import TERM_SIGNAL
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
+from executions.models import Execution
 from executions.transitions import touch_heartbeat
+from failures import faults
+from failures.catalogue import Code
 from failures.classifier import ORIGIN_PLATFORM, Classification, classify, system_fault
-from failures.errors import RunDeadlineExceeded, RuntimeSpawnError
+from failures.errors import DispatchError, RunDeadlineExceeded, RuntimeSpawnError, SystemFault
 from pipeline.supervision import (
     Claimed,
     DatabaseStepRecorder,
@@ -51,6 +56,7 @@ from pipeline.supervision import (
     record_shutdown,
     with_db_retry,
 )
+from workflows.engine import ClaimLost, RunContext, RunFailed, run_definition
 
 logger = logging.getLogger("conveyor.runtime")
 
@@ -76,8 +82,6 @@ def _pool_termination_signals() -> set[int]:
     children with (SIGQUIT when REMAP_SIGTERM=SIGQUIT, as the soft shutdown wants)."""
     signals = {signal.SIGTERM}
     try:
-        from billiard.common import TERM_SIGNAL
-
         signals.add(TERM_SIGNAL)
     except ImportError:  # pragma: no cover
         pass
@@ -156,8 +160,6 @@ _inline_heartbeats = _InlineHeartbeats()
 
 
 def run_inline(claimed: Claimed) -> None:
-    from workflows.engine import ClaimLost, RunContext, RunFailed, run_definition
-
     secrets = load_secrets(claimed)
     context = RunContext(
         execution_id=str(claimed.execution_id),
@@ -289,7 +291,6 @@ def run_isolated(claimed: Claimed) -> None:
     except OSError as exc:
         stderr.close()
         raise RuntimeSpawnError(f"could not start the isolated runtime: {exc}") from exc
-    from executions.models import Execution
 
     Execution.objects.filter(pk=claimed.execution_id, claim_token=claimed.claim_token).update(
         worker=Concat(F("worker"), Value(f" runtime={proc.pid}"))
@@ -393,14 +394,12 @@ def _record_child_exit(claimed: Claimed, returncode: int | None, ready: bool, st
         raise RuntimeSpawnError(f"the runtime failed to start: {detail}")
     if "MemoryError" in stderr_tail:
         detail = f"runtime out of memory: {detail}"
-    record_failure(claimed, system_fault("P-0003", detail, rule="runtime-exit"))
+    record_failure(claimed, system_fault(Code.P0003, detail, rule="runtime-exit"))
 
 
 def dispatch(claimed: Claimed, runtime: str) -> None:
-    """Run a claimed run to its end in the chosen runtime. Failures of the runtime itself
-    are recorded here; anything unexpected surfaces as DispatchError (P-0004)."""
-    from failures import faults
-    from failures.errors import DispatchError, SystemFault
+    """Run a claimed run to its end in the chosen runtime, and record how it ended:
+    failures of the runtime with their own codes, anything unexpected as P-0004."""
 
     try:
         faults.maybe_inject("dispatch")
@@ -413,7 +412,7 @@ def dispatch(claimed: Claimed, runtime: str) -> None:
     except Exception as exc:
         close_old_connections()
         classification = classify(exc, ORIGIN_PLATFORM)
-        if classification.code == "C-0001":
+        if classification.code == Code.C0001:
             classification = classify(DispatchError(f"dispatch failed: {type(exc).__name__}: {exc}"))
         record_failure(claimed, classification)
 

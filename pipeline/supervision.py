@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from executions.models import Execution, Step
 from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
+from failures.catalogue import Code
 from failures.classifier import Classification, system_fault
 from failures.statuses import Actor, ExecutionStatus, status_for_error_type
 from pipeline import metrics
@@ -172,7 +173,7 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
     )
     if result.won:
         metrics.CLASSIFIED.labels(rule=classification.rule, error_type=classification.error_type).inc()
-        if classification.code == "C-0001":
+        if classification.code == Code.C0001:
             metrics.UNCLASSIFIED.labels(rule=classification.rule).inc()
     else:
         metrics.LATE_RESULTS_DISCARDED.labels(outcome=classification.error_type).inc()
@@ -195,11 +196,11 @@ def record_shutdown(claimed: Claimed) -> bool:
     if not Step.objects.filter(execution_id=claimed.execution_id).exists():
         return record_failure(
             claimed,
-            system_fault("P-0001", "worker shut down before the first step", rule="shutdown"),
+            system_fault(Code.P0001, "worker shut down before the first step", rule="shutdown"),
             condition=no_step_started(),
         )
     return record_failure(
-        claimed, system_fault("P-0003", "worker shut down", rule="shutdown"), condition=some_step_started()
+        claimed, system_fault(Code.P0003, "worker shut down", rule="shutdown"), condition=some_step_started()
     )
 
 

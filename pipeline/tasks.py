@@ -7,6 +7,9 @@ import logging
 from celery import Task, shared_task
 from django.db import close_old_connections
 
+from messaging.messages import CONSUME_TASK
+from pipeline.consume import consume
+
 logger = logging.getLogger("conveyor.tasks")
 
 
@@ -25,8 +28,6 @@ class ConveyorTask(Task):
             close_old_connections()
 
 
-@shared_task(base=ConveyorTask, bind=True, name="executions.consume_run")
+@shared_task(base=ConveyorTask, bind=True, name=CONSUME_TASK)
 def consume_run(self, envelope: object) -> str:
-    from pipeline.consume import consume
-
     return consume(envelope, hostname=self.request.hostname or "").value

@@ -17,14 +17,16 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from executions import queries
 from executions.models import Execution
 from executions.transitions import fail, no_step_started, some_step_started
+from failures.catalogue import Code
 from failures.classifier import system_fault
 from failures.statuses import Actor, ExecutionStatus
 from reaper import lease, metrics
@@ -67,16 +69,13 @@ def sweep(now: datetime | None = None, batch_size: int | None = None) -> SweepRe
     now = now or timezone.now()
     batch_size = batch_size or settings.REAPER_BATCH_SIZE
     report = SweepReport()
-    start_cutoff = now - timedelta(seconds=settings.START_THRESHOLD_S)
-    stale_cutoff = now - timedelta(seconds=settings.STALE_AFTER_S)
+    pending = queries.never_received(now)
+    _pass(report, pending, "queued_at", batch_size, lambda pk: _reap_pending(pk, pending, now))
 
-    never_received = Q(status=S.PENDING, queued_at__lt=start_cutoff)
-    _pass(report, never_received, "queued_at", batch_size, lambda pk: _reap_pending(pk, never_received, now))
+    late = queries.past_deadline(now)
+    _pass(report, late, "deadline_at", batch_size, lambda pk: _reap_deadline(pk, late, now))
 
-    past_deadline = Q(status=S.RUNNING, deadline_at__lt=now)
-    _pass(report, past_deadline, "deadline_at", batch_size, lambda pk: _reap_deadline(pk, past_deadline, now))
-
-    stale = Q(status=S.RUNNING, heartbeat_at__lt=stale_cutoff)
+    stale = queries.stale_heartbeat(now)
     _pass(report, stale, "heartbeat_at", batch_size, lambda pk: _reap_stale(pk, stale, now))
     return report
 
@@ -123,11 +122,11 @@ def _reap(pk, code: str, message: str, *, expected: str, condition: Q, now: date
 def _reap_pending(pk, where: Q, now: datetime) -> str | None:
     minutes = settings.START_THRESHOLD_S / 60
     message = f"pending for more than {minutes:g} min: the queue message never reached a worker"
-    return _reap(pk, "P-0005", message, expected=S.PENDING, condition=where, now=now)
+    return _reap(pk, Code.P0005, message, expected=S.PENDING, condition=where, now=now)
 
 
 def _reap_deadline(pk, where: Q, now: datetime) -> str | None:
-    return _reap(pk, "E-0001", "run passed its deadline", expected=S.RUNNING, condition=where, now=now)
+    return _reap(pk, Code.E0001, "run passed its deadline", expected=S.RUNNING, condition=where, now=now)
 
 
 def _reap_stale(pk, where: Q, now: datetime) -> str | None:
@@ -136,9 +135,9 @@ def _reap_stale(pk, where: Q, now: datetime) -> str | None:
         return None
     detail = f"no heartbeat since {row['heartbeat_at']:%Y-%m-%dT%H:%M:%S%z} (worker {row['worker'] or 'unknown'})"
     no_step = _reap(
-        pk, "P-0001", f"claimed, then lost before its first step: {detail}",
+        pk, Code.P0001, f"claimed, then lost before its first step: {detail}",
         expected=S.RUNNING, condition=where & no_step_started(), now=now,
     )  # fmt: skip
     return no_step or _reap(
-        pk, "P-0003", f"worker lost: {detail}", expected=S.RUNNING, condition=where & some_step_started(), now=now
+        pk, Code.P0003, f"worker lost: {detail}", expected=S.RUNNING, condition=where & some_step_started(), now=now
     )

@@ -6,4 +6,5 @@ class SchedulerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # In ready(): the receivers import models, not loadable while the registry loads.
         from scheduler import signals  # noqa: F401  (registers signal receivers)

@@ -34,6 +34,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from failures.catalogue import Code
 from failures.errors import ChainRPCUnavailable
 from failures.statuses import TriggerType
 from reaper import lease
@@ -136,7 +137,7 @@ def _poll(chain: Chain, client: ChainClient, now: datetime) -> ChainPollReport:
             # A misconfigured URL would fire workflows for the wrong chain: refuse, loudly.
             metrics.BLOCK_POLLS.labels(chain_id=str(chain.chain_id), outcome="wrong_chain").inc()
             message = f"RPC endpoint of chain {chain.chain_id} ({chain.name}) answers chain id {actual}"
-            _record_error(chain, "C-0003", message, now, report)
+            _record_error(chain, Code.C0003, message, now, report)
             return report
         report.head = client.head()
     except ChainRPCUnavailable as exc:
@@ -208,7 +209,7 @@ def _record_missed(chain: Chain, workflow: Workflow, numbers: range, report: Cha
             workflow,
             trigger_type=TriggerType.BLOCK,
             dispatch_key=dispatch_key(workflow.pk, chain.chain_id, number),
-            code="BS-0002",
+            code=Code.BS0002,
             input={"block": {"number": number}, "chain": chain_input, "missed": True},
             cause=cause,
         )
@@ -217,7 +218,7 @@ def _record_missed(chain: Chain, workflow: Workflow, numbers: range, report: Cha
             workflow,
             trigger_type=TriggerType.BLOCK,
             dispatch_key=f"block:{workflow.pk}:{chain.chain_id}:missed:{rest[0]}:{rest[-1]}",
-            code="BS-0002",
+            code=Code.BS0002,
             input={
                 "chain": chain_input,
                 "missed": {"count": len(rest), "first_block": rest[0], "last_block": rest[-1]},

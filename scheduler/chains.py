@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from web3 import Web3
 
 from failures.errors import ChainRPCUnavailable
 from workflows.chains import Chain
@@ -44,8 +45,6 @@ class ChainClient:
     next poll is the retry. Every failure is ChainRPCUnavailable (N-0001)."""
 
     def __init__(self, chain: Chain, timeout: float | None = None):
-        from web3 import Web3
-
         self.chain = chain
         self.w3 = Web3(
             Web3.HTTPProvider(

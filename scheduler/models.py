@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets as _secrets
 
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 from tenancy.cipher import decrypt, encrypt
@@ -76,8 +77,6 @@ class WebhookEndpoint(models.Model):
 
     @property
     def path(self) -> str:
-        from django.urls import reverse
-
         return reverse("hooks:intake", args=[self.token])
 
     def get_secret(self) -> str:

@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from failures.catalogue import Code
 from failures.statuses import TriggerType
 from scheduler import metrics
 from scheduler.models import ScheduleState
@@ -196,7 +197,7 @@ def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: Missed, r
             workflow,
             trigger_type=TriggerType.SCHEDULE,
             dispatch_key=dispatch_key(workflow.pk, moment),
-            code="CS-0002",
+            code=Code.CS0002,
             input={**_schedule_input(schedule, moment), "missed": True},
             cause=cause,
         )
@@ -207,7 +208,7 @@ def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: Missed, r
             workflow,
             trigger_type=TriggerType.SCHEDULE,
             dispatch_key=f"schedule:{workflow.pk}:missed:{first}:{last}",
-            code="CS-0002",
+            code=Code.CS0002,
             input={
                 "schedule": {"cron": schedule.expression, "timezone": schedule.timezone_name},
                 "missed": {"count": missed.rest, "first_fire_time": first, "last_fire_time": last},

@@ -7,6 +7,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from failures.statuses import TriggerType
+from scheduler.webhooks import ensure_endpoint
 from workflows.models import Workflow
 
 
@@ -14,6 +15,5 @@ from workflows.models import Workflow
 def webhook_endpoint_for_event_workflows(sender, instance: Workflow, raw: bool = False, **kwargs) -> None:
     if raw or instance.trigger_type != TriggerType.EVENT:
         return
-    from scheduler.webhooks import ensure_endpoint
 
     ensure_endpoint(instance)

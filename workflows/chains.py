@@ -52,7 +52,7 @@ def parse_chains(raw: object) -> tuple[Chain, ...]:
 def configured_chains() -> tuple[Chain, ...]:
     # Parsed on every call (a handful of entries): tests and operators change settings
     # without restarting anything.
-    return parse_chains(getattr(settings, "CHAINS", []))
+    return parse_chains(settings.CHAINS)
 
 
 def chain(chain_id: int) -> Chain | None:

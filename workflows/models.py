@@ -7,6 +7,7 @@ their Python home is here."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -71,8 +72,6 @@ class Workflow(models.Model):
         )
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         errors: dict[str, list[str]] = {}
         try:
             validate_definition(self.definition)

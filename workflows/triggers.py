@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from failures.statuses import TriggerType
+from workflows.chains import configured_chains
 from workflows.cron import ALIASES, CronSchedule
 
 # Types a workflow can be triggered by; re-runs and system retries are not triggers.
@@ -118,8 +119,6 @@ def _schedule(trigger_type: str, config: dict) -> dict:
 
 
 def _block(trigger_type: str, config: dict) -> dict:
-    from workflows.chains import configured_chains
-
     errors: dict[str, str] = {}
     _unknown_keys(config, {"chain_id", "every_n_blocks"}, errors)
     chain_id, every = config.get("chain_id"), config.get("every_n_blocks")

@@ -11,9 +11,10 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -22,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from executions import services
+from executions.api.filters import RunFilter
 from executions.api.permissions import IsOrganizationMember
 from executions.api.serializers import (
     DetailSerializer,
@@ -35,8 +37,7 @@ from executions.api.serializers import (
 )
 from executions.api.throttling import TriggerRateThrottle
 from executions.models import Execution
-from failures.catalogue import CATALOGUE
-from failures.statuses import ALL_STATUSES, TERMINAL, Actor, TriggerType, parse_statuses
+from failures.statuses import TERMINAL, Actor
 from tenancy.members import organization_of
 from tenancy.models import Organization
 from workflows.models import Workflow
@@ -69,11 +70,11 @@ class OrganizationScoped:
         return f"api:{self.request.user.get_username()}"
 
 
-def _not_queued(exc: services.EnqueueFailed) -> Response:
-    # The customer message only: the internal cause (hosts, the SQS error) stays in the run.
-    return Response(
-        {"run_id": str(exc.execution.pk), "error": exc.customer_message}, status=status.HTTP_503_SERVICE_UNAVAILABLE
-    )
+def _failed(failure: Exception) -> Response:
+    answer = services.answer_for(failure)
+    if answer.not_queued:
+        return Response({"run_id": str(answer.run_id), "error": answer.message}, status=answer.status)
+    return Response({"detail": answer.message}, status=answer.status)
 
 
 def _accepted(execution: Execution, **extra) -> Response:
@@ -123,10 +124,8 @@ class WorkflowViewSet(OrganizationScoped, viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         try:
             execution = services.run_now(workflow, actor=self.actor_name(), input=body.validated_data["input"])
-        except services.WorkflowNotRunnable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except services.EnqueueFailed as exc:
-            return _not_queued(exc)
+        except services.FAILURES as failure:
+            return _failed(failure)
         return _accepted(execution)
 
     def get_throttles(self):
@@ -135,45 +134,22 @@ class WorkflowViewSet(OrganizationScoped, viewsets.ModelViewSet):
         return super().get_throttles()
 
 
-class RunFilterSerializer(serializers.Serializer):
-    """The runs list's query parameters (status is parsed apart: several values, and an
-    unknown one is a 400 naming the allowed values)."""
-
-    workflow = serializers.IntegerField(required=False, min_value=1)
-    trigger_type = serializers.ChoiceField(choices=TriggerType.choices, required=False)
-    error_code = serializers.ChoiceField(choices=sorted(CATALOGUE), required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
-
-
-def statuses_from(request: Request) -> list[str]:
-    raw = [value for value in request.query_params.getlist("status") if value is not None]
-    try:
-        return parse_statuses(",".join(raw))
-    except ValueError as exc:
-        raise ValidationError({"status": [str(exc)]}) from None
-
-
-STATUS_PARAMETER = OpenApiParameter(
-    "status",
-    {"type": "array", "items": {"type": "string", "enum": list(ALL_STATUSES)}},
-    description=(
-        "Only runs in these statuses (any status, system_error included). Several at once: "
-        "repeat the parameter or separate with commas. An unknown status is a 400 naming the allowed values."
-    ),
-    style="form",
-    explode=True,
-)
 RUN_LOOKUP = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="the run's id")
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the organization's runs", parameters=[STATUS_PARAMETER, RunFilterSerializer]),
+    list=extend_schema(summary="List the organization's runs"),
     retrieve=extend_schema(summary="A run, its steps and its customer-facing error", parameters=[RUN_LOOKUP]),
 )
 class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     pagination_class = NewestFirstCursorPagination
     lookup_value_regex = "[0-9a-fA-F-]{36}"
+    filter_backends = (DjangoFilterBackend,)
+    filterset_class = RunFilter
+
+    def filter_queryset(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        # The filters are the list's; a run's own endpoints ignore them.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
 
     def get_throttles(self):
         if self.action == "rerun":
@@ -184,9 +160,11 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         return RunSerializer if self.action == "list" else RunDetailSerializer
 
     def get_queryset(self) -> QuerySet[Execution]:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the filters' model
+            return Execution.objects.none()
         queryset = Execution.objects.filter(organization=self.organization).select_related("workflow")
         if self.action == "list":
-            return self._filtered(queryset)
+            return queryset
         return queryset.prefetch_related("steps")
 
     def get_object(self) -> Execution:
@@ -195,25 +173,6 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         except ValueError:
             raise Http404("no such run") from None
         return super().get_object()
-
-    def _filtered(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
-        statuses = statuses_from(self.request)
-        filters = RunFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        values = filters.validated_data
-        if statuses:
-            queryset = queryset.filter(status__in=statuses)
-        if "workflow" in values:
-            queryset = queryset.filter(workflow_id=values["workflow"])
-        if "trigger_type" in values:
-            queryset = queryset.filter(trigger_type=values["trigger_type"])
-        if "error_code" in values:
-            queryset = queryset.filter(error_code=values["error_code"])
-        if "created_after" in values:
-            queryset = queryset.filter(created_at__gte=values["created_after"])
-        if "created_before" in values:
-            queryset = queryset.filter(created_at__lt=values["created_before"])
-        return queryset
 
     @extend_schema(
         summary="Re-run a finished run",
@@ -231,10 +190,8 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         execution = self.get_object()
         try:
             child = services.rerun_run(execution, actor=self.actor_name())
-        except services.RerunRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except services.EnqueueFailed as exc:
-            return _not_queued(exc)
+        except services.FAILURES as failure:
+            return _failed(failure)
         return _accepted(child, rerun_of=str(execution.pk))
 
     @extend_schema(
@@ -248,8 +205,8 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         execution = self.get_object()
         try:
             services.cancel_run(execution.pk, actor=Actor.API, who=self.actor_name())
-        except services.CancelRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.FAILURES as failure:
+            return _failed(failure)
         execution.refresh_from_db()
         return Response(RunSerializer(execution).data)
 
@@ -282,7 +239,7 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
 
 def _wait_timeout(raw: str | None) -> float:
     if raw in (None, ""):
-        return getattr(settings, "CONVEYOR_WAIT_DEFAULT_S", WAIT_MAX_S)
+        return min(settings.CONVEYOR_WAIT_DEFAULT_S, WAIT_MAX_S)
     try:
         value = float(raw)
     except ValueError:

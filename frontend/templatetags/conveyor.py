@@ -1,5 +1,5 @@
 """Template tags of the runs pages: the status badge (with its honest tooltip), the dot,
-and the label with its icon, all drawn by frontend.presentation."""
+and the label with its icon, all drawn by executions.presentation."""
 
 from __future__ import annotations
 
@@ -43,11 +43,6 @@ def status_dot(status: str) -> SafeString:
 @register.filter
 def status_label(status: str) -> str:
     return presentation.label_with_icon(status)
-
-
-@register.filter
-def status_colour(status: str) -> str:
-    return presentation.look(status).colour
 
 
 @register.simple_tag

@@ -3,7 +3,11 @@ the rest exist so tests can make a step fail in each of the ways a real callable
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from cryptography.fernet import Fernet
+from django.db import OperationalError, connection
 
 
 def add_numbers(a: float, b: float) -> dict[str, float]:
@@ -21,14 +25,12 @@ def fail(message: str = "it broke") -> None:
 
 def read_with_wrong_key(token: str = "not-a-fernet-token") -> str:
     """Decrypt with a key that never encrypted the token: a real secret-store failure."""
-    from cryptography.fernet import Fernet
 
     return Fernet(Fernet.generate_key()).decrypt(token.encode()).decode()
 
 
 def query_missing_table() -> list[Any]:
     """A real database error from the platform's own database."""
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM conveyor_no_such_table")
@@ -42,14 +44,12 @@ def unserialisable() -> set[int]:
 def database_unavailable(message: str = "server closed the connection unexpectedly") -> None:
     """The platform's database failing under a step (the message is the caller's, so a
     test can check what reaches the run's error)."""
-    from django.db import OperationalError
 
     raise OperationalError(message)
 
 
 def sleep_for(seconds: float) -> dict[str, float]:
     """Takes its time without looking at the run's deadline (unlike the delay action)."""
-    import time
 
     time.sleep(seconds)
     return {"slept_s": seconds}

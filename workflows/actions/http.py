@@ -418,7 +418,7 @@ class HttpRequestAction(Action):
                 retries=False,
                 timeout=timeout,
                 cert_reqs="CERT_REQUIRED",
-                ca_certs=getattr(settings, "HTTP_ACTION_CA_BUNDLE", None) or None,
+                ca_certs=settings.HTTP_ACTION_CA_BUNDLE or None,
                 # The socket goes to the checked IP; SNI and the certificate check use the name.
                 server_hostname=None if target.is_ip_literal else target.host,
                 assert_hostname=target.host,

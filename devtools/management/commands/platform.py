@@ -40,6 +40,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from devtools.management.commands.bootstrap import EXAMPLE_INPUT, EXAMPLE_WORKFLOW_NAME
+from executions.enqueue import EnqueueFailed, enqueue
+from failures.statuses import TERMINAL, ExecutionStatus
+from messaging import queue
+from workflows.models import Workflow
 
 HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 8000
@@ -514,17 +518,11 @@ class Command(BaseCommand):
         self._summary()
 
     def _create_queues(self) -> list[str]:
-        from messaging import queue
-
         # Created before kombu sees them, with the visibility timeout from settings (kombu
         # only sets it on the queues it creates itself).
         return sorted(queue.full_name(name) for name in queue.ensure_queues(refresh=True))
 
     def _run_example(self) -> None:
-        from executions.enqueue import EnqueueFailed, enqueue
-        from failures.statuses import TERMINAL, ExecutionStatus
-        from workflows.models import Workflow
-
         workflow = Workflow.objects.alive().filter(name=EXAMPLE_WORKFLOW_NAME, organization__slug="example").first()
         if workflow is None:
             self.warn(f'[platform] no example workflow "{EXAMPLE_WORKFLOW_NAME}" (deleted?): not running it')

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from messaging.models import WorkerLiveness
+
 EXIT = {"ok": 0, "degraded": 1, "stalled": 2, "gone": 2, "stopped": 2, "unreachable": 2}
 
 
@@ -64,8 +66,6 @@ class Command(BaseCommand):
         return {url: status}
 
     def _from_database(self, options) -> dict[str, str]:
-        from messaging.models import WorkerLiveness
-
         max_age = options["max_age"] or 3 * settings.WORKER_LIVENESS_INTERVAL_S + 5
         rows = WorkerLiveness.objects.all()
         if options["worker"]:
