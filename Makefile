@@ -2,7 +2,7 @@
 #
 #   make up      install, then run the whole platform on the embedded defaults (Ctrl-C stops it)
 #   make test    install, make sure PostgreSQL answers, run the whole test suite
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check, the import layers (import-linter), mypy
 #   make bench   the pipeline benchmark (bench/)
 #
 # Variables: PYTHON (the interpreter that creates .venv, default python3), PLATFORM_ARGS
@@ -40,9 +40,12 @@ test: install
 	@bash scripts/install-test-deps.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+# The layers and the types are checked on the embedded defaults (no secret key needed).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	CONVEYOR_EMBEDDED=1 $(VENV)/bin/mypy
 
 # The pipeline against bare Celery no-op tasks, same broker and worker (bench/README.md);
 # e.g. make bench BENCH_ARGS="-n 500 --isolated-n 100".

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -72,7 +72,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast(QuerySet, self.object_list)
         bounded = queryset.order_by()[: self.exact_up_to + 1].count()
         if bounded <= self.exact_up_to:
             return bounded
@@ -91,7 +91,7 @@ class InputListFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return [("", "")]  # has_output() needs one; the template draws an input instead
 
-    def choices(self, changelist) -> Iterator[dict]:
+    def choices(self, changelist):  # the template draws an input, not a list of choices
         hidden = [(k, v) for k, v in changelist.params.items() if k != self.parameter_name]
         yield {
             "value": self.value() or "",
@@ -172,7 +172,7 @@ class ErrorTypeFilter(admin.SimpleListFilter):
         return queryset.filter(status=status_for_error_type(value), error_type=value)
 
 
-_TYPE_FOR_CATEGORY = {category: error_type for error_type, category in CATEGORY_FOR_ERROR_TYPE.items()}
+_TYPE_FOR_CATEGORY: dict[str, str] = {category: error_type for error_type, category in CATEGORY_FOR_ERROR_TYPE.items()}
 
 
 class CategoryFilter(admin.SimpleListFilter):
@@ -313,7 +313,7 @@ class BulkRerunForm(forms.Form):
     until = forms.DateTimeField(help_text="created before (UTC)")
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and since >= until:
             raise forms.ValidationError("the window must end after it starts")
@@ -341,7 +341,7 @@ def _actor(request: HttpRequest) -> str:
     return f"operator:{request.user.get_username()}"
 
 
-def _run_link(run_id: uuid.UUID | str) -> str:
+def _run_link(run_id: uuid.UUID | str | None) -> str:
     return format_html(
         '<a href="{}"><code>{}</code></a>', reverse("admin:executions_execution_change", args=[run_id]), run_id
     )
@@ -807,7 +807,7 @@ def _bulk_initial(request: HttpRequest) -> dict:
     """Prefill from the runs list's filters: its code and its time window."""
     now = timezone.now().replace(microsecond=0)
     window = CREATED_WINDOWS.get(request.GET.get("created", ""), CREATED_WINDOWS["24h"])[1]
-    initial = {"since": now - window, "until": now + timedelta(minutes=1)}
+    initial: dict[str, object] = {"since": now - window, "until": now + timedelta(minutes=1)}
     code = request.GET.get("error_code__exact") or request.GET.get("code")
     if code in CATALOGUE:
         initial["code"] = code
@@ -827,8 +827,10 @@ def _report_bulk(request: HttpRequest, result: services.BulkRerunResult) -> None
     if len(result.refused) > 10:
         messages.warning(request, f"… and {len(result.refused) - 10} more refused.")
     if result.enqueue_failed:
-        run_id, message = result.enqueue_failed
-        messages.error(request, format_html("Stopped: re-run {} could not be queued: {}", _run_link(run_id), message))
+        failed_id, message = result.enqueue_failed
+        messages.error(
+            request, format_html("Stopped: re-run {} could not be queued: {}", _run_link(failed_id), message)
+        )
     if result.remaining:
         messages.info(request, f"{result.remaining} matching run(s) not re-run yet: confirm again to continue.")
 
@@ -850,7 +852,7 @@ class OrganizationSecretForm(forms.ModelForm):
         fields = ("organization", "name")
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.instance.pk is None and not cleaned.get("value"):
             self.add_error("value", "A new secret needs a value.")
         return cleaned

@@ -198,7 +198,7 @@ def bulk_rerun_candidates(code: str, since: datetime, until: datetime) -> QueryS
 class BulkRerunResult:
     rerun: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (original, new run)
     refused: list[tuple[uuid.UUID, str]] = field(default_factory=list)
-    enqueue_failed: tuple[uuid.UUID, str] | None = None  # (new run, customer message): stopped there
+    enqueue_failed: tuple[uuid.UUID | None, str] | None = None  # (new run, customer message): stopped there
     remaining: int = 0
 
     @property

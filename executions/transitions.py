@@ -175,7 +175,7 @@ def transition(
 
     now = now or timezone.now()
     ctx = MoveContext(actor=actor, claim_token=claim_token)
-    update = {"status": to_status, "status_actor": actor}
+    update: dict[str, object] = {"status": to_status, "status_actor": actor}
     if classification is not None:
         update.update(
             error_type=classification.error_type,
@@ -482,7 +482,8 @@ def finish_step(
     now: datetime | None = None,
 ) -> None:
     now = now or timezone.now()
-    counter = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}.get(status)
+    counters: dict[str, str] = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}
+    counter = counters.get(status)
     with transaction.atomic():  # one commit for the step and its run's counters
         Step.objects.filter(pk=step.pk).update(
             status=status, output=output, error_type=error_type, error_message=error_message[:10_000], finished_at=now

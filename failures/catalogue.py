@@ -35,7 +35,7 @@ SYSTEM_CATEGORIES: frozenset[str] = frozenset(
         ErrorCategory.NETWORK_RPC,
     }
 )
-CATEGORY_FOR_ERROR_TYPE = {
+CATEGORY_FOR_ERROR_TYPE: dict[str, str] = {
     ErrorType.USER: ErrorCategory.WORKFLOW,
     ErrorType.EXTERNAL: ErrorCategory.EXTERNAL_SERVICE,
 }

@@ -83,7 +83,7 @@ def consume(envelope: object, *, hostname: str = "") -> Outcome:
 
 
 def _consume(execution: Execution, envelope: object, hostname: str) -> Outcome:
-    if not execution.claimable:
+    if not execution.claimable:  # type: ignore[attr-defined]  # annotated by the query in consume()
         logger.info("duplicate delivery dropped", extra={"execution_id": str(execution.id), "status": execution.status})
         return _count(Outcome.DUPLICATE)
 

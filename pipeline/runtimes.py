@@ -61,6 +61,7 @@ from workflows.engine import ClaimLost, RunContext, RunFailed, run_definition
 logger = logging.getLogger("conveyor.runtime")
 
 _PR_SET_PDEATHSIG = 1
+_libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover - non-glibc platforms
@@ -80,12 +81,7 @@ class _ShutdownFlag:
 def _pool_termination_signals() -> set[int]:
     """The signals that end a pool process: SIGTERM, or whatever billiard terminates its
     children with (SIGQUIT when REMAP_SIGTERM=SIGQUIT, as the soft shutdown wants)."""
-    signals = {signal.SIGTERM}
-    try:
-        signals.add(TERM_SIGNAL)
-    except ImportError:  # pragma: no cover
-        pass
-    return signals
+    return {int(signal.SIGTERM), int(TERM_SIGNAL)}
 
 
 @contextlib.contextmanager

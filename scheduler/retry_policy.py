@@ -184,10 +184,12 @@ def tick(now: datetime | None = None) -> RetryTickReport:
             report.errors += 1
             logger.exception("retry policy could not handle a run", extra={"execution_id": str(pk)})
             continue
+        if decision.retry is None:
+            if decision.outcome == "not_due":
+                report.not_due += 1
+            continue
         if decision.outcome == "retried":
             report.retried.append(str(decision.retry.pk))
         elif decision.outcome == "enqueue_failed":
             report.failed.append(str(decision.retry.pk))
-        elif decision.outcome == "not_due":
-            report.not_due += 1
     return report

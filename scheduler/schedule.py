@@ -201,7 +201,7 @@ def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: Missed, r
             input={**_schedule_input(schedule, moment), "missed": True},
             cause=cause,
         )
-    if missed.rest:
+    if missed.rest and missed.rest_first and missed.rest_last:
         first, last = fire_time_key(missed.rest_first), fire_time_key(missed.rest_last)
         more = " or more (the scan stopped)" if missed.scan_truncated else ""
         record_not_dispatched(

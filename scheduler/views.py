@@ -4,11 +4,14 @@ authenticate with the HMAC signature, scheduler.webhooks)."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 from scheduler import metrics, webhooks
 
@@ -43,7 +46,7 @@ def intake(request: HttpRequest, token: str) -> JsonResponse:
         return response
     # Rate limit per intake URL, before any database or signature work.
     throttle = WebhookRateThrottle(token)
-    if not throttle.allow_request(request, None):
+    if not throttle.allow_request(cast(Request, request), cast(APIView, None)):
         metrics.WEBHOOK_REQUESTS.labels(outcome="rate_limited").inc()
         response = _json(429, {"error": "rate limited"})
         response["Retry-After"] = str(math.ceil(throttle.wait() or 1))

@@ -60,6 +60,7 @@ def validate_definition(definition: Any) -> dict[str, Any]:
     if "steps" in errors:
         raise InvalidDefinition(errors)
 
+    assert isinstance(steps, list)  # refused above otherwise
     positions: dict[str, int] = {}
     for i, step in enumerate(steps):
         if isinstance(step, dict) and _id_problem(step.get("id")) is None and step["id"] not in positions:

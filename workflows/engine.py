@@ -178,8 +178,8 @@ def run_definition(definition: dict[str, Any], context: RunContext, recorder: St
         else:
             # Validation refuses such a jump; reaching here means the definition changed
             # under the engine.
-            fault = EngineFault(f"step {step_id!r} jumps to {target!r}, which is not a later step")
-            raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM)), step_id)
+            jump = EngineFault(f"step {step_id!r} jumps to {target!r}, which is not a later step")
+            raise RunFailed(scrub.classification(classify(jump, ORIGIN_PLATFORM)), step_id)
         for skipped in range(i + 1, following):
             # The steps a branch jumped over are recorded too, so a run's detail shows
             # every step of the workflow as run or skipped.

@@ -9,6 +9,7 @@ row written around the model (a queryset update) can never crash a tick.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,13 +39,13 @@ def validate_trigger(trigger_type: str, trigger_config: object) -> dict:
         trigger_config = {}
     if not isinstance(trigger_config, dict):
         raise InvalidTrigger({"trigger_config": "must be a JSON object"})
-    validator = {
+    validators: dict[str, Callable[[str, dict], dict]] = {
         TriggerType.SCHEDULE: _schedule,
         TriggerType.BLOCK: _block,
         TriggerType.EVENT: _no_config,
         TriggerType.MANUAL: _no_config,
-    }[trigger_type]
-    return validator(trigger_type, trigger_config)
+    }
+    return validators[trigger_type](trigger_type, trigger_config)
 
 
 def _unknown_keys(config: dict, allowed: set[str], errors: dict[str, str]) -> None:
@@ -113,7 +114,7 @@ def _schedule(trigger_type: str, config: dict) -> dict:
         errors["trigger_config.timezone"] = str(exc)
     if cron and zone and CronSchedule(cron, zone).next_after(datetime.now(UTC)) is None:
         errors["trigger_config.cron"] = f"{cron!r} never fires (no such date)"
-    if errors:
+    if errors or zone is None:
         raise InvalidTrigger(errors)
     return {"cron": cron, "timezone": zone.key}
 

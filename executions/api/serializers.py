@@ -63,16 +63,15 @@ class WorkflowSerializer(serializers.ModelSerializer):
         try:
             attrs["trigger_config"] = validate_trigger(trigger_type, trigger_config)
         except InvalidTrigger as exc:
-            errors: dict[str, object] = {}
+            errors: dict[str, list[str]] = {}
             config_errors: dict[str, list[str]] = {}
             for key, message in exc.errors.items():
                 if key.startswith("trigger_config."):
                     config_errors[key.removeprefix("trigger_config.")] = [message]
                 else:
                     errors.setdefault(key, []).append(message)
-            if config_errors:
-                errors["trigger_config"] = config_errors
-            raise serializers.ValidationError(errors) from None
+            detail: dict[str, object] = {**errors, **({"trigger_config": config_errors} if config_errors else {})}
+            raise serializers.ValidationError(detail) from None  # type: ignore[arg-type]
         return attrs
 
 
@@ -107,7 +106,7 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Execution
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "workflow",
             "workflow_name",
@@ -129,7 +128,7 @@ class RunSerializer(serializers.ModelSerializer):
             "steps_succeeded",
             "steps_failed",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_status_label(self, obj: Execution) -> str:
         return S(obj.status).label
@@ -189,7 +188,8 @@ class RunDetailSerializer(RunSerializer):
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:
-        return StepSerializer(obj.steps.all(), many=True, context={**self.context, "run": obj}).data
+        steps = StepSerializer(obj.steps.all(), many=True, context={**self.context, "run": obj})
+        return list(steps.data)
 
 
 class TriggerRunSerializer(serializers.Serializer):

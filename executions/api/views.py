@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -56,9 +57,8 @@ class NewestFirstCursorPagination(CursorPagination):
     max_page_size = 200
 
 
-class OrganizationScoped:
+class OrganizationScoped(GenericAPIView):
     permission_classes = (IsAuthenticated, IsOrganizationMember)
-    request: Request
 
     @property
     def organization(self) -> Organization:
@@ -70,7 +70,7 @@ class OrganizationScoped:
         return f"api:{self.request.user.get_username()}"
 
 
-def _failed(failure: Exception) -> Response:
+def _failed(failure: services.ActionRefused | services.EnqueueFailed) -> Response:
     answer = services.answer_for(failure)
     if answer.not_queued:
         return Response({"run_id": str(answer.run_id), "error": answer.message}, status=answer.status)
@@ -147,7 +147,7 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
     filter_backends = (DjangoFilterBackend,)
     filterset_class = RunFilter
 
-    def filter_queryset(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+    def filter_queryset(self, queryset):
         # The filters are the list's; a run's own endpoints ignore them.
         return super().filter_queryset(queryset) if self.action == "list" else queryset
 

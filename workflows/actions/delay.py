@@ -29,10 +29,13 @@ class DelayAction(Action):
         return errors
 
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
-        requested = config.get("seconds")
-        if not is_number(requested) or requested < 0:
+        raw = config.get("seconds")
+        if not is_number(raw):
             raise StepConfigError("config.seconds: must be a number of seconds, at least 0")
-        seconds = min(float(requested), float(settings.DELAY_ACTION_MAX_S))
+        requested = float(raw)  # type: ignore[arg-type]  # is_number said so
+        if requested < 0:
+            raise StepConfigError("config.seconds: must be a number of seconds, at least 0")
+        seconds = min(requested, float(settings.DELAY_ACTION_MAX_S))
         remaining = ctx.remaining()
         if remaining is not None and seconds > remaining:
             # Sleeping until the deadline only to fail then would hold the worker for nothing.
@@ -40,4 +43,4 @@ class DelayAction(Action):
                 f"delay of {seconds:g}s would pass the run's deadline ({max(remaining, 0):.1f}s left)"
             )
         time.sleep(seconds)
-        return {"requested_s": requested, "slept_s": seconds, "capped": seconds < requested}
+        return {"requested_s": raw, "slept_s": seconds, "capped": seconds < requested}

@@ -200,7 +200,7 @@ def resolve_addresses(host: str) -> list[str]:
     addresses: list[str] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:
-            addresses.append(sockaddr[0])
+            addresses.append(str(sockaddr[0]))
     if not addresses:
         raise ExternalHTTPError(f"could not resolve host {host}: no address")
     return addresses
