@@ -33,13 +33,10 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "conveyor-bench-secret-key-0123456789abcdef0123456789")
-os.environ.setdefault("CONVEYOR_MESSAGE_SIGNING_KEY", "conveyor-bench-signing-key-0123456789")
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
+# The suite's development keys and moto's credentials (a benchmark is a test run).
 import django  # noqa: E402
+
+import tests.testenv  # noqa: E402, F401
 
 django.setup()
 

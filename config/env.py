@@ -41,15 +41,15 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def _number(name: str, default, parse, kind: str, minimum, maximum):
     value = _raw(name)
     if value is None or value == "":
         result = default
     else:
         try:
-            result = int(value)
+            result = parse(value)
         except ValueError:
-            raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+            raise ImproperlyConfigured(f"{name}={value!r} is not {kind}") from None
     if minimum is not None and result < minimum:
         raise ImproperlyConfigured(f"{name}={result} is below its minimum {minimum}")
     if maximum is not None and result > maximum:
@@ -57,18 +57,12 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return result
 
 
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    return _number(name, default, int, "an integer", minimum, maximum)
+
+
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    value = _raw(name)
-    if value is None or value == "":
-        result = default
-    else:
-        try:
-            result = float(value)
-        except ValueError:
-            raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
-    if minimum is not None and result < minimum:
-        raise ImproperlyConfigured(f"{name}={result} is below its minimum {minimum}")
-    return result
+    return _number(name, default, float, "a number", minimum, None)
 
 
 def env_list(name: str, default: list[str] | None = None, *, separator: str = ",") -> list[str]:

@@ -179,13 +179,20 @@ if not MESSAGE_SIGNING_KEY:
 SECRETS_ENCRYPTION_KEYS = env_list("CONVEYOR_SECRETS_ENCRYPTION_KEYS", [])
 
 # --- Conveyor: thresholds (DESIGN.md §4) ----------------------------------------------
+# A pending run older than this was never received (P-0005).
 START_THRESHOLD_S = env_int("CONVEYOR_START_THRESHOLD_S", 15 * 60, minimum=1)
+# A running run's supervisor refreshes heartbeat_at this often; a heartbeat older than
+# STALE_AFTER_S (at least 5x: system check) means its worker is gone (P-0001/P-0003).
 HEARTBEAT_INTERVAL_S = env_float("CONVEYOR_HEARTBEAT_INTERVAL_S", 10.0, minimum=0.05)
 STALE_AFTER_S = env_float("CONVEYOR_STALE_AFTER_S", 60.0, minimum=0.25)
+# The reaper: beat schedules it every REAPER_INTERVAL_S; one sweep at a time (a lease).
 REAPER_INTERVAL_S = env_float("CONVEYOR_REAPER_INTERVAL_S", 60.0, minimum=0.5)
 REAPER_BATCH_SIZE = env_int("CONVEYOR_REAPER_BATCH_SIZE", 500, minimum=1)
 REAPER_LEASE_S = env_float("CONVEYOR_REAPER_LEASE_S", 300.0, minimum=1.0)
+
+# A run's deadline unless its workflow sets one (E-0001 past it).
 RUN_DEADLINE_S = env_int("CONVEYOR_RUN_DEADLINE_S", 3600, minimum=1)
+# Concurrency: a run over a limit waits REQUEUE_DELAY_S in SQS and is tried again.
 REQUEUE_DELAY_S = env_int("CONVEYOR_REQUEUE_DELAY_S", 30, minimum=0, maximum=900)
 GLOBAL_CONCURRENCY_LIMIT = env_int("CONVEYOR_GLOBAL_CONCURRENCY_LIMIT", 0, minimum=0)  # 0: no cap
 DEFAULT_WORKFLOW_CONCURRENCY = env_int("CONVEYOR_DEFAULT_WORKFLOW_CONCURRENCY", 0, minimum=0)
@@ -231,6 +238,7 @@ EMAIL_BACKEND = env_str(
     if (EMBEDDED or DEBUG)
     else "django.core.mail.backends.smtp.EmailBackend",
 )
+# Retention: finished runs older than this go, with their steps and transitions.
 RETENTION_DAYS = env_int("CONVEYOR_RETENTION_DAYS", 90, minimum=1)
 RETENTION_BATCH_SIZE = env_int("CONVEYOR_RETENTION_BATCH_SIZE", 500, minimum=1)
 RETENTION_MAX_BATCHES = env_int("CONVEYOR_RETENTION_MAX_BATCHES", 200, minimum=1)

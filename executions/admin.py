@@ -22,16 +22,18 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, models
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
 from executions import presentation, queries, services
 from executions.models import Execution, Step, StepStatus, Transition
@@ -155,41 +157,47 @@ class OrganizationFilter(InputListFilter):
         return ""
 
 
-class ErrorTypeFilter(admin.SimpleListFilter):
-    """By error type; the type implies the status (the single rule), so the
-    (status, created_at) index serves it."""
-
-    title = "error type"
-    parameter_name = "error_type"
-
-    def lookups(self, request, model_admin):
-        return ErrorType.choices
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value not in ErrorType.values:
-            return queryset
-        return queryset.filter(status=status_for_error_type(value), error_type=value)
-
-
 _TYPE_FOR_CATEGORY: dict[str, str] = {category: error_type for error_type, category in CATEGORY_FOR_ERROR_TYPE.items()}
 
 
-class CategoryFilter(admin.SimpleListFilter):
-    """By error category; a category implies its error type, hence its status."""
+class _ImpliesStatusFilter(admin.SimpleListFilter):
+    """A filter on a failure field whose value implies the run's status (the single rule),
+    so the filter adds it and the (status, created_at) index serves it."""
 
-    title = "error category"
-    parameter_name = "error_category"
+    choices_class: type[models.TextChoices]
 
     def lookups(self, request, model_admin):
-        return ErrorCategory.choices
+        return self.choices_class.choices
+
+    def error_type_of(self, value: str) -> str:
+        raise NotImplementedError
 
     def queryset(self, request, queryset):
         value = self.value()
-        if value not in ErrorCategory.values:
+        if value not in self.choices_class.values:
             return queryset
-        error_type = _TYPE_FOR_CATEGORY.get(value, ErrorType.SYSTEM)
-        return queryset.filter(status=status_for_error_type(error_type), error_category=value)
+        status = status_for_error_type(self.error_type_of(value))
+        return queryset.filter(status=status, **{self.parameter_name: value})
+
+
+class ErrorTypeFilter(_ImpliesStatusFilter):
+    title = "error type"
+    parameter_name = "error_type"
+    choices_class = ErrorType
+
+    def error_type_of(self, value: str) -> str:
+        return value
+
+
+class CategoryFilter(_ImpliesStatusFilter):
+    """A category implies its error type, hence its status."""
+
+    title = "error category"
+    parameter_name = "error_category"
+    choices_class = ErrorCategory
+
+    def error_type_of(self, value: str) -> str:
+        return _TYPE_FOR_CATEGORY.get(value, ErrorType.SYSTEM)
 
 
 class StuckFilter(admin.SimpleListFilter):
@@ -444,9 +452,8 @@ class WorkflowAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(require_POST)
     def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponse(status=405, headers={"Allow": "POST"})
         if not self.has_change_permission(request):
             raise PermissionDenied
         workflow = get_object_or_404(Workflow, pk=object_id)
@@ -637,42 +644,37 @@ class ExecutionAdmin(admin.ModelAdmin):
             return None
         return runs
 
-    @admin.action(description="Re-run the selected runs", permissions=["change"])
-    def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+    def _for_each(self, request: HttpRequest, queryset: QuerySet[Execution], act, done_text: str) -> None:
+        """`act(run)` on each selected run, saying what was refused; stops at the first run
+        that could not be queued (the queue is down: every other one would fail too)."""
         runs = self._selection(request, queryset)
         if runs is None:
             return
         done = 0
         for run in runs:
             try:
-                services.rerun_run(run, actor=_actor(request))
+                act(run)
             except services.FAILURES as failure:
                 answer = services.answer_for(failure)
-                if not answer.not_queued:
-                    messages.warning(request, answer.message)
-                    continue
-                messages.error(request, _not_queued_text(answer))
-                break  # the queue is down: every other re-run would fail too
+                if answer.not_queued:
+                    messages.error(request, _not_queued_text(answer))
+                    break
+                messages.warning(request, answer.message)
             else:
                 done += 1
         if done:
-            messages.success(request, f"{done} run(s) re-run.")
+            messages.success(request, f"{done} run(s) {done_text}.")
+
+    @admin.action(description="Re-run the selected runs", permissions=["change"])
+    def rerun_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        self._for_each(request, queryset, lambda run: services.rerun_run(run, actor=_actor(request)), "re-run")
 
     @admin.action(description="Cancel the selected runs", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        runs = self._selection(request, queryset)
-        if runs is None:
-            return
-        done = 0
-        for run in runs:
-            try:
-                services.cancel_run(run.pk, actor=Actor.OPERATOR, who=_actor(request))
-            except services.FAILURES as failure:
-                messages.warning(request, services.answer_for(failure).message)
-            else:
-                done += 1
-        if done:
-            messages.success(request, f"{done} run(s) cancelled.")
+        def cancel(run: Execution) -> None:
+            services.cancel_run(run.pk, actor=Actor.OPERATOR, who=_actor(request))
+
+        self._for_each(request, queryset, cancel, "cancelled")
 
     # -- per-run and bulk views --------------------------------------------------------------
     def get_urls(self):
@@ -689,6 +691,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
 
+    def _operator_run(self, request: HttpRequest, object_id: str) -> Execution:
+        self._operator_only(request)
+        return self._run(object_id)
+
     def _run(self, object_id: str) -> Execution:
         if not _is_uuid(object_id):
             raise Http404("no such run")
@@ -697,11 +703,9 @@ class ExecutionAdmin(admin.ModelAdmin):
     def _back(self, run_id) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:executions_execution_change", args=[run_id]))
 
+    @method_decorator(require_POST)
     def rerun_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponse(status=405, headers={"Allow": "POST"})
-        self._operator_only(request)
-        run = self._run(object_id)
+        run = self._operator_run(request, object_id)
         try:
             child = services.rerun_run(run, actor=_actor(request))
         except services.FAILURES as failure:
@@ -711,11 +715,9 @@ class ExecutionAdmin(admin.ModelAdmin):
         messages.success(request, format_html("Re-run {} queued.", _run_link(child.pk)))
         return self._back(child.pk)
 
+    @method_decorator(require_POST)
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponse(status=405, headers={"Allow": "POST"})
-        self._operator_only(request)
-        run = self._run(object_id)
+        run = self._operator_run(request, object_id)
         try:
             services.cancel_run(run.pk, actor=Actor.OPERATOR, who=_actor(request))
         except services.FAILURES as failure:
@@ -725,8 +727,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         return self._back(run.pk)
 
     def reclassify_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        self._operator_only(request)
-        run = self._run(object_id)
+        run = self._operator_run(request, object_id)
         if request.method == "POST":
             form = ReclassifyForm(request.POST)
             if form.is_valid():

@@ -12,8 +12,11 @@ message was sent, so the run provably did no work.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from executions import metrics
@@ -124,3 +127,65 @@ def _send_or_resolve(execution: Execution, *, raise_on_failure: bool) -> None:
         )
         if raise_on_failure:
             raise EnqueueFailed(execution, code) from exc
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A fire time or a block an outage kept from being dispatched."""
+
+    dispatch_key: str  # the one it would have run with: it can never run as well
+    input: dict
+    label: str  # how a summary names it: the fire time, the block number
+
+
+def record_missed(
+    workflow: Workflow,
+    *,
+    trigger_type: str,
+    code: str,
+    missed: Iterable[Missed],
+    cause: str,
+    what: str,
+    summary_key: str,
+    summary_input: dict,
+) -> int:
+    """Record what an outage kept from being dispatched (`missed`, oldest first): the
+    latest CONVEYOR_MISSED_RUN_RECORDS_MAX as a run each, the older rest counted in one
+    summary record (`<summary_key>:missed:<first>:<last>`). Returns how many were missed."""
+    keep = settings.MISSED_RUN_RECORDS_MAX
+    latest: deque[Missed] = deque()
+    rest, first, last = 0, "", ""
+    for item in missed:
+        latest.append(item)
+        if len(latest) > keep:
+            dropped = latest.popleft()
+            rest, first, last = rest + 1, first or dropped.label, dropped.label
+    for item in latest:
+        record_not_dispatched(
+            workflow,
+            trigger_type=trigger_type,
+            dispatch_key=item.dispatch_key,
+            code=code,
+            input={**item.input, "missed": True},
+            cause=cause,
+        )
+    if rest:
+        record_not_dispatched(
+            workflow,
+            trigger_type=trigger_type,
+            dispatch_key=f"{summary_key}:missed:{first}:{last}",
+            code=code,
+            input={**summary_input, "missed": {"count": rest, "first": first, "last": last}},
+            cause=f"{rest} {what} from {first} to {last}: {cause} (one summary record)",
+            missed=rest,
+        )
+    total = len(latest) + rest
+    if total:
+        logger.warning(
+            "%d %s missed: recorded as %s",
+            total,
+            what,
+            code,
+            extra={"event": "missed_dispatch", "workflow_id": workflow.pk, "missed": total, "error_code": code},
+        )
+    return total

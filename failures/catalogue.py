@@ -16,10 +16,12 @@ from failures.statuses import ErrorType
 
 
 class ErrorCategory(models.TextChoices):
+    """What part of the platform failed (system errors), or whose side (the others)."""
+
     WORKFLOW_ENGINE = "workflow_engine", "Workflow engine"
-    DATABASE = "database", "Database"
-    INFRASTRUCTURE = "infrastructure", "Infrastructure"
-    AUTH = "auth", "Auth"
+    DATABASE = "database"
+    INFRASTRUCTURE = "infrastructure"
+    AUTH = "auth"
     NETWORK_RPC = "network_rpc", "Network / RPC"
     # Categories of non-system failures, so every failed run carries one.
     WORKFLOW = "workflow", "Workflow (user)"

@@ -59,43 +59,67 @@ class ExternalHTTPError(ExternalError):
 
 # --- the platform failed -------------------------------------------------------------------
 class SystemFault(ConveyorError):
+    """The platform failed; unless a subclass says which way, C-0001 (unclassified)."""
+
     error_type = ErrorType.SYSTEM
     code = Code.C0001
 
 
 class DatabaseFault(SystemFault):
+    """Our database failed (a query, a connection): C-0002."""
+
     code = Code.C0002
 
 
 class ConfigurationFault(SystemFault):
+    """The platform lacks configuration, a secret or a module it needs to run the step
+    (an allow-listed callable that does not import, a missing setting): C-0003."""
+
     code = Code.C0003
 
 
 class SecretStoreError(SystemFault):
+    """The organization's secrets could not be read or decrypted: C-0004."""
+
     code = Code.C0004
 
 
 class RunDeadlineExceeded(SystemFault):
+    """The run, or a step's wait, would pass the run's deadline: E-0001."""
+
     code = Code.E0001
 
 
 class StepRetriesExhausted(SystemFault):
+    """A step kept failing for a platform reason after all its retries: E-0002 (the
+    last attempt's own code and category stay beside it)."""
+
     code = Code.E0002
 
 
 class EngineFault(SystemFault):
+    """The engine met a state it cannot run (an unknown action at run time, a jump to an
+    earlier step): the definition changed under it or the engine is wrong. E-0003."""
+
     code = Code.E0003
 
 
 class ChainRPCUnavailable(SystemFault):
+    """The chain's RPC endpoint (platform configuration) failed: N-0001."""
+
     code = Code.N0001
 
 
 class RuntimeSpawnError(SystemFault):
+    """The isolated runtime's child could not be started (or did not say it was ready in
+    time): P-0002. No step ran."""
+
     code = Code.P0002
 
 
 class DispatchError(SystemFault):
+    """Handing a claimed run to its runtime failed unexpectedly: P-0004."""
+
     code = Code.P0004
 
 

@@ -8,39 +8,49 @@ from __future__ import annotations
 
 from django.db import models
 
+# Labels are Django's (the member's name, title-cased: "System Error") unless given.
+
 
 class ExecutionStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    SUCCESS = "success", "Success"
-    ERROR = "error", "Error"
-    SYSTEM_ERROR = "system_error", "System Error"
-    CANCELLED = "cancelled", "Cancelled"
-    SKIPPED = "skipped", "Skipped"
+    """A run's status (DESIGN.md §2): pending and running are in progress, the rest final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"  # the workflow's own fault, or a service it called
+    SYSTEM_ERROR = "system_error"  # the platform's fault
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # a guard refused it: workflow disabled or deleted
 
 
 class ErrorType(models.TextChoices):
-    USER = "user", "User"
-    EXTERNAL = "external", "External"
-    SYSTEM = "system", "System"
+    """Whose fault a failure was."""
+
+    USER = "user"
+    EXTERNAL = "external"
+    SYSTEM = "system"
 
 
 class TriggerType(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    BLOCK = "block", "Block"
-    EVENT = "event", "Event"
-    MANUAL = "manual", "Manual"
+    """What made a run."""
+
+    SCHEDULE = "schedule"
+    BLOCK = "block"
+    EVENT = "event"
+    MANUAL = "manual"
     RERUN = "rerun", "Re-run"
     RETRY = "retry", "System-error retry"
 
 
 class Actor(models.TextChoices):
-    PRODUCER = "producer", "Producer"
-    CONSUMER = "consumer", "Consumer"
-    REAPER = "reaper", "Reaper"
-    RUNTIME = "runtime", "Runtime"
-    API = "api", "API"
-    OPERATOR = "operator", "Operator"
+    """Who wrote a status (the transition log keeps it)."""
+
+    PRODUCER = "producer"  # created the run, or could not send its message
+    CONSUMER = "consumer"  # claimed it, skipped it, or its backstop failed it
+    REAPER = "reaper"  # aged a run the pipeline lost
+    RUNTIME = "runtime"  # the supervisor, finishing the run it ran
+    API = "api", "API"  # a customer, through the API or the runs pages
+    OPERATOR = "operator"  # staff, in the admin
 
 
 S = ExecutionStatus

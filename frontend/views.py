@@ -14,7 +14,7 @@ import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
+from functools import partial, wraps
 
 from django import forms
 from django.conf import settings
@@ -67,6 +67,25 @@ def _rate_limited(request: HttpRequest) -> bool:
         return False
     messages.error(request, f"Too many runs started: try again in {math.ceil(throttle.wait() or 1)} s.")
     return True
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"page:{request.user.get_username()}"
+
+
+def _start_a_run(request: HttpRequest, start: Callable[[], Execution], *, back: HttpResponse, queued: str):
+    """Start a run (within the user's rate) and show it; or say why not: on the page the
+    action came from, or on the new run's page when it could not be queued."""
+    if _rate_limited(request):
+        return back
+    try:
+        run = start()
+    except services.FAILURES as failure:
+        answer = services.answer_for(failure)
+        messages.error(request, answer.message)
+        return redirect("frontend:run-detail", answer.run_id) if answer.not_queued else back
+    messages.success(request, queued)
+    return redirect("frontend:run-detail", run.pk)
 
 
 def _failed(request: HttpRequest, failure: Exception, run_id: uuid.UUID) -> HttpResponse:
@@ -194,14 +213,8 @@ def run_status(request: HttpRequest, run_id: uuid.UUID) -> JsonResponse:
 @organization_member
 def run_rerun(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _run_or_404(request, run_id)
-    if _rate_limited(request):
-        return redirect("frontend:run-detail", run.pk)
-    try:
-        child = services.rerun_run(run, actor=f"page:{request.user.get_username()}")
-    except services.FAILURES as failure:
-        return _failed(request, failure, run.pk)
-    messages.success(request, "Re-run queued.")
-    return redirect("frontend:run-detail", child.pk)
+    start = partial(services.rerun_run, run, actor=_actor(request))
+    return _start_a_run(request, start, back=redirect("frontend:run-detail", run.pk), queued="Re-run queued.")
 
 
 @require_POST
@@ -209,7 +222,7 @@ def run_rerun(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
 def run_cancel(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _run_or_404(request, run_id)
     try:
-        services.cancel_run(run.pk, actor=Actor.API, who=f"page:{request.user.get_username()}")
+        services.cancel_run(run.pk, actor=Actor.API, who=_actor(request))
     except services.FAILURES as failure:
         return _failed(request, failure, run.pk)
     else:
@@ -261,15 +274,5 @@ def workflow_detail(request: HttpRequest, workflow_id: int) -> HttpResponse:
 @organization_member
 def workflow_run_now(request: HttpRequest, workflow_id: int) -> HttpResponse:
     workflow = _workflow_or_404(request, workflow_id)
-    if _rate_limited(request):
-        return redirect("frontend:workflow-detail", workflow.pk)
-    try:
-        run = services.run_now(workflow, actor=f"page:{request.user.get_username()}")
-    except services.FAILURES as failure:
-        answer = services.answer_for(failure)
-        messages.error(request, answer.message)
-        if answer.not_queued:
-            return redirect("frontend:run-detail", answer.run_id)
-        return redirect("frontend:workflow-detail", workflow.pk)
-    messages.success(request, "Run queued.")
-    return redirect("frontend:run-detail", run.pk)
+    start = partial(services.run_now, workflow, actor=_actor(request))
+    return _start_a_run(request, start, back=redirect("frontend:workflow-detail", workflow.pk), queued="Run queued.")

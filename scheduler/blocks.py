@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from executions.enqueue import EnqueueFailed, Missed, enqueue, record_missed
 from failures.catalogue import Code
 from failures.errors import ChainRPCUnavailable
 from failures.statuses import TriggerType
@@ -196,39 +196,23 @@ def _multiples(every: int, start: int, end: int) -> range:
 
 def _record_missed(chain: Chain, workflow: Workflow, numbers: range, report: ChainPollReport) -> None:
     """BS-0002 records for the blocks beyond the catch-up bound this workflow would have
-    fired for: the latest one by one, the older rest in one summary record."""
-    if not numbers:
-        return
-    keep = settings.MISSED_RUN_RECORDS_MAX
-    kept = numbers[-keep:] if keep else numbers[0:0]
-    rest = numbers[: len(numbers) - len(kept)]
+    fired for."""
     chain_input = {"chain_id": chain.chain_id, "name": chain.name}
-    cause = "block confirmed while the platform could not dispatch runs, beyond the poller's catch-up bound"
-    for number in kept:
-        record_not_dispatched(
-            workflow,
-            trigger_type=TriggerType.BLOCK,
-            dispatch_key=dispatch_key(workflow.pk, chain.chain_id, number),
-            code=Code.BS0002,
-            input={"block": {"number": number}, "chain": chain_input, "missed": True},
-            cause=cause,
-        )
-    if rest:
-        record_not_dispatched(
-            workflow,
-            trigger_type=TriggerType.BLOCK,
-            dispatch_key=f"block:{workflow.pk}:{chain.chain_id}:missed:{rest[0]}:{rest[-1]}",
-            code=Code.BS0002,
-            input={
-                "chain": chain_input,
-                "missed": {"count": len(rest), "first_block": rest[0], "last_block": rest[-1]},
-            },
-            cause=f"{len(rest)} blocks from {rest[0]} to {rest[-1]} (every {numbers.step}) were {cause} "
-            "(one summary record)",
-            missed=len(rest),
-        )
-    report.missed_runs += len(numbers)
-    metrics.BLOCK_FIRES.labels(chain_id=str(chain.chain_id), outcome="missed").inc(len(numbers))
+    count = record_missed(
+        workflow,
+        trigger_type=TriggerType.BLOCK,
+        code=Code.BS0002,
+        missed=(
+            Missed(dispatch_key(workflow.pk, chain.chain_id, n), {"block": {"number": n}, "chain": chain_input}, str(n))
+            for n in numbers
+        ),
+        cause="confirmed while the platform could not dispatch runs, beyond the poller's catch-up bound",
+        what=f"blocks (every {numbers.step})",
+        summary_key=f"block:{workflow.pk}:{chain.chain_id}",
+        summary_input={"chain": chain_input},
+    )
+    report.missed_runs += count
+    metrics.BLOCK_FIRES.labels(chain_id=str(chain.chain_id), outcome="missed").inc(count)
 
 
 def _fire(chain: Chain, workflow: Workflow, block: Block, report: ChainPollReport) -> None:

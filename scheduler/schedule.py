@@ -7,7 +7,7 @@ enqueues it once (DESIGN.md §5, docs/decisions/0004-triggers.md).
   that is the one catch-up run, if it lies within CONVEYOR_SCHEDULE_CATCHUP_WINDOW_S.
   Every fire time it hides, and the latest one too when it is older than the window, was
   missed: each is recorded as a run of its own, `system_error` CS-0002 with no work done
-  (scheduler.enqueue.record_not_dispatched), never replayed. At most
+  (executions.enqueue.record_missed), never replayed. At most
   CONVEYOR_MISSED_RUN_RECORDS_MAX of them (the latest) get a record each; the older rest
   is counted in one summary record. Their dispatch keys make sure no fire time both runs
   and is recorded missed, or runs twice.
@@ -23,6 +23,7 @@ once and the run is already `system_error` CS-0001.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,7 +31,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from executions.enqueue import EnqueueFailed, enqueue, record_not_dispatched
+from executions.enqueue import EnqueueFailed, Missed, enqueue, record_missed
 from failures.catalogue import Code
 from failures.statuses import TriggerType
 from scheduler import metrics
@@ -127,56 +128,30 @@ def _tick_one(workflow: Workflow, now: datetime, report: TickReport) -> None:
 
     window = timedelta(seconds=settings.SCHEDULE_CATCHUP_WINDOW_S)
     handled_until = max(state.last_fire_at or state.armed_at, state.armed_at)
-    missed = missed_between(schedule, handled_until, fire_at, keep=settings.MISSED_RUN_RECORDS_MAX)
+    missed = list(missed_between(schedule, handled_until, fire_at))
     if now - fire_at > window:
-        missed.add_latest(fire_at, keep=settings.MISSED_RUN_RECORDS_MAX)
+        missed.append(fire_at)
     else:
         _fire(workflow, schedule, fire_at, dispatch_key(workflow.pk, fire_at), report)
-    if missed.count:
+    if missed:
         _record_missed(workflow, schedule, missed, report)
     _remember(state, fire_at, schedule, now)
-
-
-@dataclass
-class Missed:
-    """Fire times the dispatcher could not handle in time: the latest few one by one, the
-    rest only counted (first and last known)."""
-
-    kept: list[datetime] = field(default_factory=list)  # oldest first
-    rest: int = 0
-    rest_first: datetime | None = None
-    rest_last: datetime | None = None
-    scan_truncated: bool = False
-
-    @property
-    def count(self) -> int:
-        return len(self.kept) + self.rest
-
-    def add_latest(self, moment: datetime, *, keep: int) -> None:
-        self.kept.append(moment)
-        while len(self.kept) > keep:
-            oldest = self.kept.pop(0)
-            self.rest += 1
-            self.rest_first = self.rest_first or oldest
-            self.rest_last = oldest
 
 
 # Never walk more fire times than this for one tick (a minutely schedule off for months).
 MISSED_SCAN_LIMIT = 100_000
 
 
-def missed_between(schedule: CronSchedule, after: datetime, before: datetime, *, keep: int) -> Missed:
-    """Fire times strictly between `after` and `before`."""
-    missed = Missed()
+def missed_between(schedule: CronSchedule, after: datetime, before: datetime) -> Iterator[datetime]:
+    """Fire times strictly between `after` and `before`, oldest first."""
     cursor = after
     for _ in range(MISSED_SCAN_LIMIT):
         moment = schedule.next_after(cursor)
         if moment is None or moment >= before:
-            return missed
-        missed.add_latest(moment, keep=keep)
+            return
+        yield moment
         cursor = moment
-    missed.scan_truncated = True
-    return missed
+    logger.warning("more than %d missed fire times: the older ones are not counted", MISSED_SCAN_LIMIT)
 
 
 def _schedule_input(schedule: CronSchedule, fire_at: datetime) -> dict:
@@ -190,39 +165,22 @@ def _schedule_input(schedule: CronSchedule, fire_at: datetime) -> dict:
     }
 
 
-def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: Missed, report: TickReport) -> None:
-    cause = "fire time passed while the platform could not dispatch it (no tick ran: queue outage or beat down)"
-    for moment in missed.kept:
-        record_not_dispatched(
-            workflow,
-            trigger_type=TriggerType.SCHEDULE,
-            dispatch_key=dispatch_key(workflow.pk, moment),
-            code=Code.CS0002,
-            input={**_schedule_input(schedule, moment), "missed": True},
-            cause=cause,
-        )
-    if missed.rest and missed.rest_first and missed.rest_last:
-        first, last = fire_time_key(missed.rest_first), fire_time_key(missed.rest_last)
-        more = " or more (the scan stopped)" if missed.scan_truncated else ""
-        record_not_dispatched(
-            workflow,
-            trigger_type=TriggerType.SCHEDULE,
-            dispatch_key=f"schedule:{workflow.pk}:missed:{first}:{last}",
-            code=Code.CS0002,
-            input={
-                "schedule": {"cron": schedule.expression, "timezone": schedule.timezone_name},
-                "missed": {"count": missed.rest, "first_fire_time": first, "last_fire_time": last},
-            },
-            cause=f"{missed.rest}{more} fire times from {first} to {last} passed while the platform could not "
-            "dispatch them (one summary record)",
-            missed=missed.rest,
-        )
-    report.missed += missed.count
-    metrics.SCHEDULE_FIRES.labels(outcome="missed").inc(missed.count)
-    logger.warning(
-        "schedule fire times missed: recorded as CS-0002",
-        extra={"event": "schedule_missed", "workflow_id": workflow.pk, "missed": missed.count},
+def _record_missed(workflow: Workflow, schedule: CronSchedule, missed: list[datetime], report: TickReport) -> None:
+    count = record_missed(
+        workflow,
+        trigger_type=TriggerType.SCHEDULE,
+        code=Code.CS0002,
+        missed=(
+            Missed(dispatch_key(workflow.pk, moment), _schedule_input(schedule, moment), fire_time_key(moment))
+            for moment in missed
+        ),
+        cause="the fire time passed while the platform could not dispatch it (no tick ran: queue outage or beat down)",
+        what="fire times",
+        summary_key=f"schedule:{workflow.pk}",
+        summary_input={"schedule": {"cron": schedule.expression, "timezone": schedule.timezone_name}},
     )
+    report.missed += count
+    metrics.SCHEDULE_FIRES.labels(outcome="missed").inc(count)
 
 
 def _fire(workflow: Workflow, schedule: CronSchedule, fire_at: datetime, key: str, report: TickReport) -> None:

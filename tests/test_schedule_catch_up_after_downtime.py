@@ -3,26 +3,15 @@ and only if it lies within the catch-up window; never one run per missed fire ti
 never a run for a time before the schedule existed. Every other fire time of the downtime
 is recorded as a `system_error` CS-0002 run that did no work, once."""
 
-from datetime import UTC, datetime
-
 import pytest
 import time_machine
 from prometheus_client import REGISTRY
 
 from executions.models import Execution
-from scheduler.schedule import tick
+from tests.clock import tick_at, utc
 from tests.factories import make_workflow
 
 pytestmark = pytest.mark.django_db
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def tick_at(moment: datetime):
-    with time_machine.travel(moment, tick=False):
-        return tick()
 
 
 def fire_times(workflow) -> list[str]:

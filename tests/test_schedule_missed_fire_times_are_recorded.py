@@ -3,27 +3,16 @@
 metrics; capped per schedule with one summary record for the rest; never run twice, never
 replayed by the system-error retry policy, and an operator may re-run one."""
 
-from datetime import UTC, datetime
-
 import pytest
 import time_machine
 from prometheus_client import REGISTRY
 
 from executions.models import Execution, Transition
 from scheduler.retry_policy import NotEligible, check_eligible
-from scheduler.schedule import tick
+from tests.clock import tick_at, utc
 from tests.factories import make_workflow
 
 pytestmark = pytest.mark.django_db
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def tick_at(moment: datetime):
-    with time_machine.travel(moment, tick=False):
-        return tick()
 
 
 def missed_counter() -> float:
@@ -78,11 +67,7 @@ def test_beyond_the_cap_the_older_fire_times_are_counted_in_one_summary_record(e
     singles = sorted(r.input["schedule"]["fire_time"] for r in records if r.input.get("missed") is True)
     assert singles == ["2026-06-01T10:27:00Z", "2026-06-01T10:28:00Z", "2026-06-01T10:29:00Z"]
     (summary,) = [r for r in records if isinstance(r.input.get("missed"), dict)]
-    assert summary.input["missed"] == {
-        "count": 26,
-        "first_fire_time": "2026-06-01T10:01:00Z",
-        "last_fire_time": "2026-06-01T10:26:00Z",
-    }
+    assert summary.input["missed"] == {"count": 26, "first": "2026-06-01T10:01:00Z", "last": "2026-06-01T10:26:00Z"}
     assert summary.status == "system_error" and "26 fire times" in summary.error_message
     assert missed_counter() == before + 29
 

@@ -6,9 +6,9 @@ and is killed with its whole group (plus every descendant seen while it ran) by
 ``stop()``, so no test leaves processes behind, even after a SIGKILL of the main process
 orphaned its pool children.
 
-Process trees are read from ``/proc/<pid>/stat`` (no psutil; ``/proc/<pid>/task/*/children``
-is not available on every kernel). A pid is identified with its start time, so a reused
-pid is never mistaken for ours, and a zombie counts as dead.
+Process trees are read from ``/proc`` by devtools.procs (shared with the embedded
+platform's supervisor): a pid is identified with its start time, so a reused pid is never
+mistaken for ours, and a zombie counts as dead.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from devtools.procs import ProcStat, all_procs, descendants_of, is_alive, proc_stat
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOOP_TASKS_MODULE = "tests.harness.noop_tasks"
@@ -34,57 +35,8 @@ NOOP_TASKS_MODULE = "tests.harness.noop_tasks"
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    ppid: int
-    pgid: int
-    state: str
-    starttime: int
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm may contain spaces and parentheses: split after the last ")".
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return ProcStat(pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), starttime=int(rest[19]))
-
-
-def all_procs() -> list[ProcStat]:
-    stats = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(int(entry))
-            if stat is not None:
-                stats.append(stat)
-    return stats
-
-
 def children_of(pid: int) -> list[int]:
     return sorted(s.pid for s in all_procs() if s.ppid == pid and s.state != "Z")
-
-
-def descendants_of(pid: int) -> list[ProcStat]:
-    procs = all_procs()
-    by_parent: dict[int, list[ProcStat]] = {}
-    for stat in procs:
-        by_parent.setdefault(stat.ppid, []).append(stat)
-    found, todo = [], [pid]
-    while todo:
-        for child in by_parent.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child.pid)
-    return found
-
-
-def is_alive(stat: ProcStat) -> bool:
-    """True if the process *stat* describes still runs (not gone, not a zombie, not a reused pid)."""
-    now = proc_stat(stat.pid)
-    return now is not None and now.starttime == stat.starttime and now.state not in ("Z", "X")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:

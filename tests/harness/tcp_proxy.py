@@ -147,14 +147,8 @@ class TcpProxy:
         self._shape = shape
         if shape in ("reset", "refuse"):
             self._stop_listening()
-            with self._lock:
-                live = list(self._links)
-                self._links.clear()
-            for link in live:
-                link.closed = True
-                for sock in (link.client, link.upstream):
-                    (_reset if shape == "reset" else _close)(sock)
-            logger.info("tcp proxy %s cut: %s (%d live connections)", self.url, shape, len(live))
+            dropped = self._drop_links(_reset if shape == "reset" else _close)
+            logger.info("tcp proxy %s cut: %s (%d live connections)", self.url, shape, dropped)
             return
         if shape == "half-open":
             with self._lock:
@@ -174,24 +168,12 @@ class TcpProxy:
         """Forward to another server from now on (an SQS server restarted elsewhere); the
         live connections to the old one are reset."""
         self.target = (target_host, target_port)
-        with self._lock:
-            live = list(self._links)
-            self._links.clear()
-        for link in live:
-            link.closed = True
-            _reset(link.client)
-            _reset(link.upstream)
+        self._drop_links(_reset)
 
     def close(self) -> None:
         self._shape = "closed"
         self._stop_listening()
-        with self._lock:
-            live = list(self._links)
-            self._links.clear()
-        for link in live:
-            link.closed = True
-            _reset(link.client)
-            _reset(link.upstream)
+        self._drop_links(_reset)
 
     def __enter__(self) -> TcpProxy:
         return self.start()
@@ -200,6 +182,17 @@ class TcpProxy:
         self.close()
 
     # -- internals ---------------------------------------------------------------------
+    def _drop_links(self, closer) -> int:
+        """Close every live connection with `closer` (a reset or a polite close)."""
+        with self._lock:
+            live = list(self._links)
+            self._links.clear()
+        for link in live:
+            link.closed = True
+            closer(link.client)
+            closer(link.upstream)
+        return len(live)
+
     def _forwarding(self, link: _Link) -> bool:
         return not link.frozen and self._shape != "blackhole"
 

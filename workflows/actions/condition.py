@@ -86,7 +86,7 @@ class ConditionAction(Action):
     allowed_fields = ("left", "op", "right", "then", "else", "fail_when_false", "message")
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
-        errors = self.unknown_fields(config)
+        errors = self.field_problems(config)
         op = config.get("op")
         if op is None:
             errors["op"] = f"is required (one of {', '.join(OPS)})"

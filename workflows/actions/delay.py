@@ -16,13 +16,11 @@ from workflows.actions.registry import Action, StepContext, check_number, is_num
 
 class DelayAction(Action):
     name = "delay"
-    allowed_fields = ("seconds",)
+    allowed_fields = required_fields = ("seconds",)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
-        errors = self.unknown_fields(config)
-        if "seconds" not in config:
-            errors["seconds"] = "is required"
-        else:
+        errors = self.field_problems(config)
+        if "seconds" in config:
             # No maximum here: a longer delay is capped when it runs (and says so in its
             # output), so a workflow saved under a higher cap keeps running.
             check_number(config, "seconds", errors, minimum=0)

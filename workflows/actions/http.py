@@ -257,27 +257,33 @@ def _header_errors(headers: Any) -> dict[str, str]:
     return errors
 
 
+def _url_problem(url: object) -> str:
+    if not isinstance(url, str):
+        return "must be an http(s) URL"
+    if is_template(url):
+        # Only the literal prefix is known before rendering.
+        prefix = url.split("{{", 1)[0]
+        if "://" in prefix and prefix.split("://", 1)[0].lower() not in ("http", "https"):
+            return "must be an http(s) URL"
+        return ""
+    try:
+        parse_target(url)
+    except StepConfigError as exc:
+        return exc.message.removeprefix("url: ")
+    return ""
+
+
 class HttpRequestAction(Action):
     name = "http_request"
     allowed_fields = ("method", "url", "headers", "json", "body", "expect_status", "timeout", "follow_redirects")
+    required_fields = ("url",)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
-        errors = self.unknown_fields(config)
-        url = config.get("url")
-        if url is None:
-            errors["url"] = "is required"
-        elif not isinstance(url, str):
-            errors["url"] = "must be an http(s) URL"
-        elif is_template(url):
-            # Only the literal prefix is known before rendering.
-            prefix = url.split("{{", 1)[0]
-            if "://" in prefix and prefix.split("://", 1)[0].lower() not in ("http", "https"):
-                errors["url"] = "must be an http(s) URL"
-        else:
-            try:
-                parse_target(url)
-            except StepConfigError as exc:
-                errors["url"] = exc.message.removeprefix("url: ")
+        errors = self.field_problems(config)
+        if "url" in config:
+            problem = _url_problem(config["url"])
+            if problem:
+                errors["url"] = problem
         method = config.get("method", "GET")
         if not isinstance(method, str) or (not is_template(method) and method.upper() not in METHODS):
             errors["method"] = f"must be one of {', '.join(METHODS)}"

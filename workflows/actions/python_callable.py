@@ -40,14 +40,13 @@ def _load(dotted: str) -> Any:
 class PythonCallableAction(Action):
     name = "python"
     allowed_fields = ("callable", "kwargs")
+    required_fields = ("callable",)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
-        errors = self.unknown_fields(config)
+        errors = self.field_problems(config)
         dotted = config.get("callable")
         allowed = allowed_callables()
-        if dotted is None:
-            errors["callable"] = "is required"
-        elif not isinstance(dotted, str) or dotted not in allowed:
+        if dotted is not None and (not isinstance(dotted, str) or dotted not in allowed):
             # Literal only: a template could smuggle in a path chosen at run time.
             errors["callable"] = f"must be one of the allowed callables: {', '.join(allowed) or '(none)'}"
         kwargs = config.get("kwargs", {})

@@ -51,11 +51,13 @@ class Action(ABC):
     # Config keys that name other steps (jumps); definition validation checks them.
     jump_fields: ClassVar[tuple[str, ...]] = ()
     allowed_fields: ClassVar[tuple[str, ...]] = ()
+    required_fields: ClassVar[tuple[str, ...]] = ()
 
-    @abstractmethod
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
         """Field name → problem, empty when the config is usable. Values that are
-        templates cannot be checked before rendering and are accepted here."""
+        templates cannot be checked before rendering and are accepted here. This one
+        checks the fields are known and the required ones there; actions add their own."""
+        return self.field_problems(config)
 
     @abstractmethod
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> Any:
@@ -69,10 +71,12 @@ class Action(ABC):
         (the step's `next`, else the following step)."""
         return None
 
-    def unknown_fields(self, config: Mapping[str, Any]) -> dict[str, str]:
+    def field_problems(self, config: Mapping[str, Any]) -> dict[str, str]:
         # A misspelt optional field would otherwise be ignored without a word.
         allowed = ", ".join(self.allowed_fields)
-        return {key: f"unknown field (allowed: {allowed})" for key in config if key not in self.allowed_fields}
+        problems = {key: f"unknown field (allowed: {allowed})" for key in config if key not in self.allowed_fields}
+        problems.update({key: "is required" for key in self.required_fields if key not in config})
+        return problems
 
 
 class UnknownAction(KeyError):

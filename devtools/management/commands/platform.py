@@ -40,6 +40,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from devtools.management.commands.bootstrap import EXAMPLE_INPUT, EXAMPLE_WORKFLOW_NAME
+from devtools.procs import ProcStat, descendants_of, is_alive
 from executions.enqueue import EnqueueFailed, enqueue
 from failures.statuses import TERMINAL, ExecutionStatus
 from messaging import queue
@@ -89,70 +90,20 @@ def _die_with_parent(parent_pid: int):
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Proc:
-    pid: int
-    starttime: int
-
-
-def _proc(pid: int) -> _Proc | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return _Proc(pid, int(fields[19]))
-
-
-def _descendants(root: int) -> list[_Proc]:
-    """Every living descendant of *root* (empty where /proc is missing)."""
-    parents: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                raw = fh.read().decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(raw[raw.rfind(")") + 2 :].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for pid in parents.get(todo.pop(), []):
-            proc = _proc(pid)
-            if proc is not None:
-                found.append(proc)
-                todo.append(pid)
-    return found
-
-
-def _alive(proc: _Proc) -> bool:
-    now = _proc(proc.pid)
-    return now is not None and now.starttime == proc.starttime
-
-
+@dataclass(eq=False)
 class Child:
     """One supervised process in its own session, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path, grace_s: float):
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.grace_s = grace_s
-        self.popen: subprocess.Popen | None = None
-        self.expected_exit = False
-        self.started_at = 0.0
-        self.restarts = 0  # in a row, since it last ran healthily
-        self.restart_at: float | None = None
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    grace_s: float
+    popen: subprocess.Popen | None = None
+    expected_exit: bool = False
+    started_at: float = 0.0
+    restarts: int = 0  # in a row, since it last ran healthily
+    restart_at: float | None = None
 
     def start(self, *, append: bool = False) -> None:
         self.started_at = time.monotonic()
@@ -363,7 +314,7 @@ class Command(BaseCommand):
         self._signals: list[int] = []
         self._supervising = False
         self.children: list[Child] = []
-        self._tree: dict[int, _Proc] = {}
+        self._tree: dict[int, ProcStat] = {}
         web_port, sqs_port = options["port"], options["sqs_port"]
         for label, port in (("web", web_port), ("SQS", sqs_port)):
             if not 0 < port < 65536:
@@ -443,7 +394,9 @@ class Command(BaseCommand):
         return child
 
     def _remember_tree(self) -> None:
-        for proc in _descendants(os.getpid()):
+        for proc in descendants_of(os.getpid()):
+            if not is_alive(proc):
+                continue
             self._tree.setdefault(proc.pid, proc)
 
     # -- start -----------------------------------------------------------------------
@@ -596,7 +549,7 @@ class Command(BaseCommand):
         # Workers first (they may still write runs and requeue through SQS), moto last.
         self._stop_group(first)
         self._stop_group(moto)
-        leftovers = [proc for proc in self._tree.values() if _alive(proc)]
+        leftovers = [proc for proc in self._tree.values() if is_alive(proc)]
         for proc in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
