@@ -51,7 +51,7 @@ for key, value in (
     ("AWS_DEFAULT_REGION", "us-east-1"),
 ):
     os.environ.setdefault(key, value)
-os.environ.setdefault("CONVEYOR_PYTHON_CALLABLES", "tests.callables.sleep,executions.actions.examples.add_numbers")
+os.environ.setdefault("CONVEYOR_PYTHON_CALLABLES", "tests.callables.sleep,workflows.actions.examples.add_numbers")
 
 
 def _ensure_database() -> None:

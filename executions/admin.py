@@ -177,7 +177,7 @@ class _ImpliesStatusFilter(admin.SimpleListFilter):
         if value not in self.choices_class.values:
             return queryset
         status = status_for_error_type(self.error_type_of(value))
-        return queryset.filter(status=status, **{self.parameter_name: value})
+        return queryset.filter(status=status, **{str(self.parameter_name): value})
 
 
 class ErrorTypeFilter(_ImpliesStatusFilter):
