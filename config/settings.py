@@ -295,7 +295,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "client-config": {
         "connect_timeout": SQS_CONNECT_TIMEOUT_S,
         "read_timeout": max(SQS_READ_TIMEOUT_S, SQS_WAIT_TIME_SECONDS + 5),
-        "retries": {"total_max_attempts": SQS_MAX_ATTEMPTS, "mode": "standard"},
+        # One attempt per call: the transport retries a send itself, on a fresh client
+        # (messaging/broker.py: Channel._put), CONVEYOR_SQS_MAX_ATTEMPTS times in all.
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
     },
 }
 # A producer decides itself what a failed send means (the run becomes system_error with

@@ -253,14 +253,21 @@ class Channel(SQS.Channel):
         return True
 
     def _put(self, queue, message, **kwargs):
+        """Send, in at most CONVEYOR_SQS_MAX_ATTEMPTS attempts (the boto3 client itself
+        makes one): a pooled connection an outage left half-open answers nothing, so every
+        attempt after a connection failure starts on a fresh client, with new connections.
+        A send that did arrive after all is only a duplicate message: the claim drops it."""
+        for attempt in range(1, settings.SQS_MAX_ATTEMPTS + 1):
+            try:
+                return self._put_once(queue, message, **kwargs)
+            except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError):
+                self._sqs = None
+                if attempt == settings.SQS_MAX_ATTEMPTS:
+                    raise
+
+    def _put_once(self, queue, message, **kwargs):
         try:
             return super()._put(queue, message, **kwargs)
-        except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError):
-            # The producer's pooled connections may be dead ones an outage left behind
-            # (half-open): the next send starts with a fresh client. No retry here: the
-            # caller records its own code for this send (CS/BS/ES/MS-0001).
-            self._sqs = None
-            raise
         except Exception as exc:
             if not is_missing_queue_error(exc) or isinstance(exc, QueueMissing):
                 raise

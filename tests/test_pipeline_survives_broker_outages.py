@@ -147,7 +147,8 @@ def test_a_two_minute_half_open_outage_leaves_nothing_unrecorded(pipeline, platf
     assert len(by_time) == 2 and all(len(runs) == 1 for runs in by_time.values())
     earlier, latest = (by_time[key][0] for key in sorted(by_time))
     assert (earlier.status, earlier.error_code, earlier.steps_started) == ("system_error", "CS-0002", 0)
-    assert wait_status(latest.pk, timeout=30).status == "success"
+    caught_up = wait_status(latest.pk, timeout=30)
+    assert caught_up.status == "success", (caught_up.error_code, caught_up.error_message)
     assert platform.all_running_unrestarted(), pipeline.processes.logs()
 
 
