@@ -43,13 +43,34 @@ def dns(monkeypatch):
         ("::ffff:10.0.0.1", "private (IPv4 inside IPv6)"),
         ("::ffff:127.0.0.1", "loopback (IPv4 inside IPv6)"),
         ("64:ff9b::a9fe:a9fe", "link-local (IPv4 inside IPv6)"),
+        # Deprecated and transition forms (RFC 3879, 7526, 4380, 2765, 8215).
+        ("fec0::1", "site-local"),
+        ("feff:ffff::1", "site-local"),
+        ("2002:0a00:0001::", "private (IPv4 inside 6to4)"),
+        ("2002:7f00:0001::1", "loopback (IPv4 inside 6to4)"),
+        ("2002:a9fe:a9fe::", "link-local (IPv4 inside 6to4)"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private (IPv4 inside Teredo)"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback (IPv4 inside Teredo)"),
+        ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "non-public (Teredo)"),
+        ("::ffff:0:a00:1", "private (IPv4 inside IPv6)"),
+        ("::ffff:0:7f00:1", "loopback (IPv4 inside IPv6)"),
+        ("64:ff9b:1::a00:1", "private (IPv4 inside IPv6)"),
+        ("::a00:1", "reserved"),  # IPv4-compatible, deprecated
+        ("2001:db8::1", "private"),  # documentation
+        ("100::1", "reserved"),  # discard-only
+        ("2001:10::1", "private"),  # ORCHID
+        ("198.18.0.1", "private"),  # benchmarking
+        ("255.255.255.255", "reserved"),
     ],
 )
 def test_non_public_addresses_are_refused_with_their_kind(address, reason):
     assert address_refusal(address) == reason
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address",
+    ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:0808:0808::1"],
+)
 def test_public_addresses_are_allowed(address):
     assert address_refusal(address) is None
 

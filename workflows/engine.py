@@ -14,6 +14,7 @@ secret value replaced by "***".
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -74,23 +75,46 @@ class ClaimLost(Exception):
     engine stops at once and writes nothing more."""
 
 
+# An encoded form shorter than this is not masked inside longer text: a few base64 or
+# hex characters match by chance. (The literal value is always masked.)
+MIN_ENCODED_FORM = 8
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """What every base64 encoding (standard and URL-safe) of a text that contains `raw`
+    at any offset must contain: for each of the three alignments, the characters
+    determined by `raw`'s bytes alone (an HTTP Basic credential encodes "user:secret")."""
+    cores = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode().rstrip("=")
+        skip = (0, 2, 3)[offset]  # characters that mix in bytes before the secret
+        whole, tail = divmod(offset + len(raw), 3)
+        core = encoded[skip : 4 * whole + tail]  # tail: characters made of its last bytes alone
+        if len(core) >= MIN_ENCODED_FORM:
+            cores.update({core, core.replace("+", "-").replace("/", "_")})
+    return cores
+
+
+def encoded_forms(value: str) -> set[str]:
+    """The forms a secret takes in text a step may produce: itself, URL- and JSON-escaped,
+    hex (either case) and base64 at any offset (standard or URL-safe)."""
+    raw = value.encode()
+    forms = {value, quote(value, safe=""), quote_plus(value), quote(value, safe=_PATH_SAFE), json.dumps(value)[1:-1]}
+    if len(raw) * 2 >= MIN_ENCODED_FORM:
+        forms.update({raw.hex(), raw.hex().upper()})
+    forms.update(_base64_cores(raw))
+    return {form for form in forms if form}
+
+
 class Scrubber:
-    """Replaces secret values (and their URL- and JSON-escaped forms) with "***"."""
+    """Replaces secret values, escaped or encoded (see encoded_forms), with "***"."""
 
     def __init__(self, secrets: Mapping[str, Any]):
         forms: set[str] = set()
         for value in secrets.values():
             if not isinstance(value, str) or not value:
                 continue
-            forms.update(
-                {
-                    value,
-                    quote(value, safe=""),
-                    quote_plus(value),
-                    quote(value, safe=_PATH_SAFE),
-                    json.dumps(value)[1:-1],
-                }
-            )
+            forms.update(encoded_forms(value))
         # Longest first, so a secret that contains another is masked whole.
         self._forms = sorted((f for f in forms if f), key=len, reverse=True)
 

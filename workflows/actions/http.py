@@ -62,7 +62,13 @@ RESERVED_REQUEST_HEADERS = frozenset({"host", "content-length", "transfer-encodi
 # Dropped when a redirect leaves the origin, so a credential never follows it elsewhere.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address (the last 32 bits): the well-known NAT64 prefix
+# and its local-use one (RFC 6052, 8215), and SIIT's IPv4-translated form (RFC 2765).
+_LAST_32_BITS_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
 _ERROR_SNIPPET_CHARS = 300
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -70,12 +76,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # --- address policy (pure) -------------------------------------------------------------
-def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip in _NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+def _embedded_ipv4(ip: IPAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address leads to, and the form that carries it."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "IPv6"
+    if any(ip in network for network in _LAST_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "IPv6"
+    if ip.sixtofour is not None:  # 2002::/16, deprecated (RFC 7526)
+        return ip.sixtofour, "6to4"
+    if ip.teredo is not None:  # 2001::/32: (server, client)
+        return ip.teredo[1], "Teredo"
     return None
 
 
@@ -91,17 +103,23 @@ def address_refusal(address: str | IPAddress, allowed_networks: Iterable[IPNetwo
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         # ::ffff:10.0.0.1 reaches 10.0.0.1: judge the IPv4 address it carries.
-        inner = address_refusal(embedded, allowed)
-        return f"{inner} (IPv4 inside IPv6)" if inner else None
+        inner_ip, form = embedded
+        inner = address_refusal(inner_ip, allowed)
+        if inner:
+            return f"{inner} (IPv4 inside {form})"
+        if form == "Teredo":
+            return "non-public (Teredo)"  # not global, whatever client it names
+        return None
     for flag, reason in (
         ("is_unspecified", "unspecified"),
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),
+        ("is_site_local", "site-local"),  # fec0::/10, deprecated (RFC 3879) but still routed on some networks
         ("is_multicast", "multicast"),
         ("is_reserved", "reserved"),
         ("is_private", "private"),
     ):
-        if getattr(ip, flag):
+        if getattr(ip, flag, False):  # is_site_local exists on IPv6 addresses only
             return reason
     if not ip.is_global:
         # Shared address space (100.64/10) and the like: not private, not public either.
