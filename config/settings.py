@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.RefuseUnstorableText",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -214,6 +215,10 @@ PYTHON_CALLABLE_ALLOWLIST = env_list(
     ["workflows.actions.examples.add_numbers", "workflows.actions.examples.echo"],
 )
 MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum=1)
+# What JSON the platform accepts anywhere (workflows/payloads.py): nesting depth, and the
+# size of a workflow definition (as compact JSON).
+JSON_MAX_DEPTH = env_int("CONVEYOR_JSON_MAX_DEPTH", 32, minimum=4, maximum=200)
+MAX_DEFINITION_BYTES = env_int("CONVEYOR_MAX_DEFINITION_BYTES", 256 * 1024, minimum=1024)
 
 # --- Conveyor: observability (DESIGN.md §6, docs/decisions/0005-worker-metrics.md) ----
 METRICS_WINDOW_S = env_int("CONVEYOR_METRICS_WINDOW_S", 3600, minimum=60)
@@ -361,6 +366,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, and only JSON the platform can store (any other content type is a 415).
+    "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

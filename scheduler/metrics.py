@@ -23,7 +23,7 @@ BLOCKS_SKIPPED = Counter(
 )
 
 # outcome: accepted | duplicate | redelivered (a retry of a delivery we answered 503) | unauthorized
-#          | bad_request | too_large | not_found | method_not_allowed
+#          | bad_request | too_large | unsupported_media_type | not_found | method_not_allowed | rate_limited
 #          | enqueue_failed | error (the platform could not read the endpoint's secret: C-0004)
 WEBHOOK_REQUESTS = Counter("conveyor_webhook_requests", "Event webhook deliveries by outcome", ["outcome"])
 

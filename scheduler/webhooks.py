@@ -1,22 +1,28 @@
 """Signed event webhooks: endpoints, signatures and the intake service
 (DESIGN.md §5, docs/decisions/0004-triggers.md).
 
-A sender POSTs JSON to the workflow's secret URL `/hooks/<token>/` with three headers:
+A sender POSTs JSON (`Content-Type: application/json`) to the workflow's secret URL
+`/hooks/<token>/` with three headers (docs/webhooks.md has the scheme and verification
+examples in Python and with openssl):
 
     X-Conveyor-Timestamp: <unix seconds>
     X-Conveyor-Event-Id:  <the sender's id of this event; a retried delivery repeats it>
-    X-Conveyor-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+    X-Conveyor-Signature: v2=<hex HMAC-SHA256(secret, "v2.<timestamp>.<event id>.<raw body>")>
 
-The signature covers the timestamp, so a captured request replayed outside the tolerance
-window is refused (401); inside it, the event id is the dispatch key
-`event:<workflow id>:<event id>`, so a replay or a retried delivery makes no second run.
+The signature covers everything that decides what the request does: the scheme's
+version, the timestamp, the event id and the body. A captured request replayed outside
+the tolerance window is refused (401); inside it, the signed event id is the dispatch key
+`event:<workflow id>:<event id>`, so a replay, or a retried delivery, makes no second run,
+and changing the id breaks the signature. A request signed with the first scheme
+(`sha256=`, which left the event id unsigned) is refused with a 401 naming v2. Checks run
+in this order: authentication (401) first, whatever the body or its content type; then
+the event id (400), the content type (415) and the body (400).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -37,6 +43,7 @@ from failures.statuses import ExecutionStatus, TriggerType
 from scheduler import metrics
 from scheduler.models import WebhookEndpoint
 from scheduler.retry_policy import retry_key
+from workflows import payloads
 from workflows.models import Workflow
 
 logger = logging.getLogger("conveyor.webhooks")
@@ -44,7 +51,8 @@ logger = logging.getLogger("conveyor.webhooks")
 TIMESTAMP_HEADER = "X-Conveyor-Timestamp"
 SIGNATURE_HEADER = "X-Conveyor-Signature"
 EVENT_ID_HEADER = "X-Conveyor-Event-Id"
-SIGNATURE_SCHEME = "sha256"
+SIGNATURE_VERSION = "v2"
+RETIRED_SCHEMES = ("sha256",)  # the first scheme: timestamp and body only
 MAX_EVENT_ID_LENGTH = 200
 PRODUCER_FAILURE_CODES = frozenset(PRODUCER_CODES.values())
 _EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: it goes into a key
@@ -83,10 +91,15 @@ def rotate(endpoint: WebhookEndpoint, *, token: bool = False) -> WebhookEndpoint
 # --- signatures ---------------------------------------------------------------------------
 
 
-def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+def signed_string(timestamp: int | str, event_id: str, body: bytes) -> bytes:
+    """What a v2 signature covers: the version, the timestamp, the event id and the body."""
+    return f"{SIGNATURE_VERSION}.{timestamp}.{event_id}.".encode() + body
+
+
+def sign(secret: str, timestamp: int | str, event_id: str, body: bytes) -> str:
     """The signature header value a sender computes."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"{SIGNATURE_SCHEME}={digest}"
+    digest = hmac.new(secret.encode(), signed_string(timestamp, event_id, body), hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
 
 
 def signed_headers(secret: str, body: bytes, event_id: str, timestamp: int | None = None) -> dict[str, str]:
@@ -94,16 +107,25 @@ def signed_headers(secret: str, body: bytes, event_id: str, timestamp: int | Non
     timestamp = int(time.time()) if timestamp is None else timestamp
     return {
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        SIGNATURE_HEADER: sign(secret, timestamp, event_id, body),
         EVENT_ID_HEADER: event_id,
     }
 
 
-def _signature_matches(secret: str, timestamp: str, body: bytes, header: str) -> bool:
-    expected = sign(secret, timestamp, body)
+def _signature_problem(secret: str, timestamp: str, event_id: str, body: bytes, header: str) -> str:
+    """Why the signature header does not authenticate the request ("" when it does)."""
+    expected = sign(secret, timestamp, event_id, body)
     # Several signatures may be sent (comma-separated) so a sender can rotate smoothly.
     candidates = [part.strip() for part in header.split(",") if part.strip()]
-    return any(hmac.compare_digest(expected.encode(), candidate.encode()) for candidate in candidates)
+    if any(hmac.compare_digest(expected.encode(), candidate.encode()) for candidate in candidates):
+        return ""
+    schemes = {candidate.partition("=")[0] for candidate in candidates}
+    if schemes and schemes <= set(RETIRED_SCHEMES):
+        return (
+            f"signature scheme {', '.join(sorted(schemes))} is no longer accepted: sign with "
+            f'{SIGNATURE_VERSION}=hex(HMAC-SHA256(secret, "{SIGNATURE_VERSION}.<timestamp>.<event id>.<raw body>"))'
+        )
+    return "bad signature"
 
 
 # --- intake -------------------------------------------------------------------------------
@@ -152,27 +174,30 @@ def receive(endpoint: WebhookEndpoint, *, headers: Mapping[str, str], body: byte
         )
         metrics.WEBHOOK_REQUESTS.labels(outcome="error").inc()
         return Answer(503, {"error": exc.code}, "error")
-    if not _signature_matches(secret, timestamp, body, signature):
-        return _refuse(401, "unauthorized", "bad signature")
+    event_id = headers.get(EVENT_ID_HEADER, "")
+    problem = _signature_problem(secret, timestamp, event_id, body, signature)
+    if problem:
+        return _refuse(401, "unauthorized", problem)
     if abs(now - int(timestamp)) > settings.WEBHOOK_TOLERANCE_S:
         # Checked after the signature so the timestamp is known to be the sender's own.
         return _refuse(
             401, "unauthorized", f"timestamp outside the {settings.WEBHOOK_TOLERANCE_S} s tolerance window (replay?)"
         )
 
-    event_id = headers.get(EVENT_ID_HEADER, "")
     if not event_id:
         return _refuse(400, "bad_request", f"missing {EVENT_ID_HEADER} header")
     if len(event_id) > MAX_EVENT_ID_LENGTH or not _EVENT_ID.match(event_id):
         return _refuse(
             400, "bad_request", f"{EVENT_ID_HEADER} must be 1-{MAX_EVENT_ID_LENGTH} printable ASCII characters"
         )
+    media_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if body and media_type != "application/json":  # an empty body has no type to check: it is malformed
+        given = media_type or "untyped"
+        return _refuse(415, "unsupported_media_type", f"the body must be application/json, not {given}")
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return _refuse(400, "bad_request", "body is not UTF-8")
-    except json.JSONDecodeError as exc:
-        return _refuse(400, "bad_request", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        payload = payloads.loads(body)
+    except payloads.UnsafeJSON as unsafe:
+        return _refuse(400, "bad_request", str(unsafe))
     if not isinstance(payload, dict):
         return _refuse(400, "bad_request", f"body must be a JSON object, not {type(payload).__name__}")
 

@@ -73,6 +73,6 @@ def test_a_rotated_secret_refuses_the_old_one_at_once(client, endpoint):
 
 def test_a_sender_may_send_several_signatures_while_it_rotates(client, endpoint):
     good = webhooks.signed_headers(endpoint.get_secret(), BODY, "evt_1")
-    stale = webhooks.sign("old-secret", good[webhooks.TIMESTAMP_HEADER], BODY)
+    stale = webhooks.sign("old-secret", good[webhooks.TIMESTAMP_HEADER], "evt_1", BODY)
     good[webhooks.SIGNATURE_HEADER] = f"{stale}, {good[webhooks.SIGNATURE_HEADER]}"
     assert post(client, endpoint, good).status_code == 202

@@ -18,12 +18,14 @@ by where it is (`steps[1].config.url`), so an editor can show each next to its f
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from django.conf import settings
 
 from failures.errors import InvalidDefinition, TemplateError
+from workflows import payloads
 from workflows.actions.registry import END, UnknownAction, action_names, get_action
 from workflows.templates import check_reference, iter_strings, parse
 
@@ -44,6 +46,15 @@ def validate_definition(definition: Any) -> dict[str, Any]:
     """Return the normalised definition, or raise InvalidDefinition with every problem."""
     if not isinstance(definition, dict):
         raise InvalidDefinition({"definition": 'must be a JSON object like {"steps": [...]}'})
+    try:
+        payloads.check(definition)
+    except payloads.UnsafeJSON as unsafe:
+        raise InvalidDefinition({path or "definition": problem for path, problem in unsafe.errors.items()}) from None
+    size = len(json.dumps(definition, separators=(",", ":")).encode())
+    if size > settings.MAX_DEFINITION_BYTES:
+        raise InvalidDefinition(
+            {"definition": f"is {size} bytes as JSON, more than the limit of {settings.MAX_DEFINITION_BYTES}"}
+        )
     errors: dict[str, str] = {}
     for key in definition:
         if key not in DEFINITION_FIELDS:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from failures.statuses import TriggerType
+from workflows import payloads
 from workflows.chains import configured_chains
 from workflows.cron import ALIASES, CronSchedule
 
@@ -39,6 +40,10 @@ def validate_trigger(trigger_type: str, trigger_config: object) -> dict:
         trigger_config = {}
     if not isinstance(trigger_config, dict):
         raise InvalidTrigger({"trigger_config": "must be a JSON object"})
+    try:
+        payloads.check(trigger_config, "trigger_config")
+    except payloads.UnsafeJSON as unsafe:
+        raise InvalidTrigger(unsafe.errors) from None
     validators: dict[str, Callable[[str, dict], dict]] = {
         TriggerType.SCHEDULE: _schedule,
         TriggerType.BLOCK: _block,

@@ -33,5 +33,6 @@ class Command(BaseCommand):
         self.stdout.write(f"secret: {endpoint.get_secret()}")
         self.stdout.write(
             f"headers: {webhooks.TIMESTAMP_HEADER}, {webhooks.EVENT_ID_HEADER}, "
-            f"{webhooks.SIGNATURE_HEADER}: sha256=hex(HMAC-SHA256(secret, '<timestamp>.<raw body>'))"
+            f"{webhooks.SIGNATURE_HEADER}: v2=hex(HMAC-SHA256(secret, 'v2.<timestamp>.<event id>.<raw body>'))"
+            " — see docs/webhooks.md"
         )
