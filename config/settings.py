@@ -2,12 +2,13 @@
 
 Every value comes from the environment through `config.env`, which fails loudly on a
 bad value. Invariants between settings (heartbeat vs stale threshold, requeue delay vs
-start threshold, signing keys) are Django system checks in `executions.checks`.
+start threshold, signing keys) are Django system checks in `config.checks`.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "django_prometheus",
+    "axes",
     "config",  # registers the system checks of config/checks.py
     "executions",  # also the label of the tenancy and workflows models
     "messaging",
@@ -66,7 +68,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out username and address is refused before a password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -134,6 +144,19 @@ STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/runs/"
 
+# --- login throttling (django-axes) ------------------------------------------------------
+# Failed sign-ins on the runs pages and the admin are counted per username *and* address:
+# by username alone anyone could lock a user out, by address alone one guesser would lock
+# out a whole office behind one NAT. A success clears the count; each failure during a
+# lockout starts its cool-off again. Attempts are rows (AxesDatabaseHandler), so every
+# web process sees the same count.
+AXES_FAILURE_LIMIT = env_int("CONVEYOR_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CONVEYOR_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "frontend.lockout.locked_out"  # 429, says for how long and what still works
+AXES_VERBOSE = False
+
 # --- Conveyor: queue and broker -------------------------------------------------------
 # The same settings serve moto's SQS server locally (AWS_ENDPOINT_URL_SQS points at it)
 # and AWS SQS in production (AWS_ENDPOINT_URL_SQS unset).
@@ -173,7 +196,7 @@ WORKER_LIVENESS_INTERVAL_S = env_float("CONVEYOR_WORKER_LIVENESS_INTERVAL_S", 10
 MESSAGE_SIGNING_KEY = env_str("CONVEYOR_MESSAGE_SIGNING_KEY", "")
 MESSAGE_SIGNING_PREVIOUS_KEYS = env_list("CONVEYOR_MESSAGE_SIGNING_PREVIOUS_KEYS", [])
 if not MESSAGE_SIGNING_KEY:
-    MESSAGE_SIGNING_KEY = SECRET_KEY  # checked: must differ in production (executions.checks)
+    MESSAGE_SIGNING_KEY = SECRET_KEY  # checked: must differ in production (config.checks)
 
 # Organization secrets are encrypted at rest with Fernet; list several keys to rotate
 # (the first encrypts, all decrypt).

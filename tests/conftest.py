@@ -44,6 +44,13 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The production hasher costs ~0.5 s a password on these machines, by design; tests
+    # that make users or sign in would spend minutes on it and learn nothing more.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _test_failed(request) -> bool:
     report = getattr(request.node, "harness_report_call", None)
     return report is None or report.failed
