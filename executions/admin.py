@@ -41,6 +41,7 @@ from executions.presentation import rerun_notice
 from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, CODE_CHOICES, ErrorCategory
 from failures.statuses import IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, status_for_error_type
 from tenancy.models import Member, Organization, OrganizationSecret
+from workflows.forms import SafeJSONField
 from workflows.models import Workflow
 
 S = ExecutionStatus
@@ -388,6 +389,7 @@ class WorkflowAdmin(admin.ModelAdmin):
     readonly_fields = ("version", "created_at", "updated_at", "runs_last_24h", "recent_runs")
     actions = ("run_now",)
     change_form_template = "admin/executions/workflow/change_form.html"
+    formfield_overrides = {models.JSONField: {"form_class": SafeJSONField}}
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(super().get_fieldsets(request, obj))
