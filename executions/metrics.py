@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+from failures.statuses import TERMINAL
+
 TRANSITIONS = Counter("conveyor_transitions", "Status transitions written", ["from_status", "to_status"])
 TRANSITION_CONFLICTS = Counter(
     "conveyor_transition_conflicts", "Status writes that lost their compare-and-swap", ["to_status", "actor"]
@@ -21,3 +23,13 @@ MISSED_DISPATCHES = Counter(
     "Fire times and blocks recorded as not dispatched in time (an outage), by producer and code",
     ["producer", "code"],
 )
+# The error budget's SLI (docs/decisions/0011-error-budget.md, deploy/prometheus/alerts.yml):
+# every run once, at the first terminal status it reached, whatever moves it made later
+# (self-heals, reclassifications). All five terminal statuses are counted; the SLI itself
+# counts only success, error and system_error (the rules select them).
+RUNS_FINISHED = Counter("conveyor_runs_finished", "Runs at their first terminal status, by that status", ["status"])
+# Every series exists at 0 from the moment a process starts: rate() over a series that
+# appears only with its first increment misses that increment, and a fresh installation's
+# first outage would be under-counted exactly when it matters.
+for _status in sorted(TERMINAL):
+    RUNS_FINISHED.labels(status=_status)

@@ -8,6 +8,10 @@ transition log in the same transaction.
 A terminal status is final except for three moves (DESIGN.md §2), all in the table:
 healing a P-0005 run whose message arrived after all, healing a reaped P-0003/E-0001 run
 whose own claim later committed success, and an operator's reclassification.
+
+A run's first terminal status is counted once, on commit, in conveyor_runs_finished_total
+(the error budget's SLI, docs/decisions/0011-error-budget.md): a lost or rolled-back CAS,
+and a terminal write after a self-heal or a reclassification, count nothing.
 """
 
 from __future__ import annotations
@@ -106,6 +110,21 @@ MOVES: tuple[Move, ...] = (
 SELF_HEALS = frozenset({"heal-late-message", "heal-late-success"})
 
 
+def _reachable_after_terminal() -> frozenset[str]:
+    """The non-terminal statuses a run can be in after it was terminal once (today the
+    `running` of heal-late-message), from the table: a terminal write from one of them may
+    be the run's second."""
+    reached: set[str] = set()
+    frontier = {m.to_status for m in MOVES if m.leaves_terminal} - TERMINAL
+    while frontier:
+        reached |= frontier
+        frontier = {m.to_status for m in MOVES if m.from_status in frontier} - TERMINAL - reached
+    return frozenset(reached)
+
+
+AFTER_TERMINAL: frozenset[str] = _reachable_after_terminal()
+
+
 def allowed_moves(to_status: str, actor: str) -> list[Move]:
     return [m for m in MOVES if m.to_status == to_status and actor in m.actors]
 
@@ -202,6 +221,7 @@ def transition(
                 where &= condition
             rows = Execution.objects.filter(where).update(**update)
             if rows:
+                first_terminal = to_status in TERMINAL and _is_first_terminal(execution_id, move)
                 _record(
                     execution_id,
                     move,
@@ -214,6 +234,10 @@ def transition(
                     duration_known="duration_ms" in update,
                     log_context=log_context,
                 )
+                if first_terminal:
+                    # Counted when the status is committed: a caller's outer transaction
+                    # that rolls back takes the status back, and must take the count too.
+                    transaction.on_commit(metrics.RUNS_FINISHED.labels(status=to_status).inc)
                 return TransitionResult(True, _as_uuid(execution_id), to_status, move.from_status, move.name)
     metrics.TRANSITION_CONFLICTS.labels(to_status=to_status, actor=actor).inc()
     logger.info(
@@ -297,6 +321,18 @@ def create(
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _is_first_terminal(execution_id: uuid.UUID | str, move: Move) -> bool:
+    """Whether the terminal status this CAS just wrote is the run's first (the SLI counts
+    every run once). Called after the UPDATE won and before its log row is written."""
+    if move.leaves_terminal:
+        return False
+    if move.from_status not in AFTER_TERMINAL:
+        return True  # no move leads back to it (pending): the run was never terminal
+    # The run's row is locked by the UPDATE until commit, so no other writer of this run
+    # can add to its log meanwhile; only a self-healed run has a terminal row in it.
+    return not Transition.objects.filter(execution_id=execution_id, to_status__in=TERMINAL).exists()
 
 
 def _record(

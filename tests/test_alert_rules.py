@@ -43,7 +43,9 @@ def test_every_alert_the_issue_asks_for_is_defined_and_unit_tested():
     tests = yaml.safe_load((RULES_DIR / "alerts_test.yml").read_text())
     tested = {case["alertname"] for test in tests["tests"] for case in test.get("alert_rule_test", [])}
     required = {
-        "ConveyorSystemErrorsRising",
+        "ConveyorErrorBudgetFastBurn",
+        "ConveyorErrorBudgetSlowBurn",
+        "ConveyorErrorBudgetSteadyBurn",
         "ConveyorUnclassifiedShareRising",
         "ConveyorRunsStuckPending",
         "ConveyorDeadLetterQueueGrowing",
@@ -53,3 +55,15 @@ def test_every_alert_the_issue_asks_for_is_defined_and_unit_tested():
     }
     assert required <= alerts
     assert alerts <= tested
+
+
+def test_every_recording_rule_is_unit_tested_by_value():
+    import yaml
+
+    rules = yaml.safe_load((RULES_DIR / "alerts.yml").read_text())
+    recorded = {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
+    tests = yaml.safe_load((RULES_DIR / "alerts_test.yml").read_text())
+    exprs = " ".join(case["expr"] for test in tests["tests"] for case in test.get("promql_expr_test", []))
+    slo = {name for name in recorded if name.startswith("conveyor:slo_")}
+    assert slo, "the error budget's recording rules are missing"
+    assert {name for name in slo if name not in exprs} == set()

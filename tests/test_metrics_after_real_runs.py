@@ -1,7 +1,7 @@
 """After real runs through a real worker, ending in every terminal status, /metrics shows
 each of them by status and error type (system errors apart, by category), and the
 worker's counters and histograms say the same: claims, transitions, durations by final
-status, start delays."""
+status, start delays, runs finished by first terminal status."""
 
 import socket
 
@@ -82,3 +82,12 @@ def test_every_terminal_status_shows_in_the_database_gauges_and_the_worker_count
     assert pipeline.metric("conveyor_execution_duration_seconds_count", status="error", error_type="external") == 1
     assert pipeline.metric("conveyor_execution_duration_seconds_count", status="system_error", error_type="system") == 2
     assert pipeline.metric("conveyor_start_delay_seconds_count") == 5
+    # The error budget's SLI counts each run once, in the process that finished it: the
+    # worker its five and the skipped one; the cancelled one was this process's.
+    assert {status: pipeline.metric("conveyor_runs_finished_total", status=status) for status in sorted(TERMINAL)} == {
+        "cancelled": 0,
+        "error": 2,
+        "skipped": 1,
+        "success": 1,
+        "system_error": 2,
+    }

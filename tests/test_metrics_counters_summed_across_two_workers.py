@@ -60,7 +60,9 @@ def test_each_worker_exports_its_own_counters_and_their_sum_counts_every_run(pip
         value(text, "conveyor_transitions_total", from_status="running", to_status="success") or 0 for text in texts
     ]
     durations = [value(text, "conveyor_execution_duration_seconds_count", status="success") or 0 for text in texts]
-    assert sum(claimed) == sum(completed) == sum(durations) == RUNS
+    finished = [value(text, "conveyor_runs_finished_total", status="success") or 0 for text in texts]
+    assert sum(claimed) == sum(completed) == sum(durations) == sum(finished) == RUNS
+    assert finished == claimed  # the error budget's SLI is summed over the workers' exporters too
     # Each exporter counts exactly the runs its own pool process recorded on the run.
     by_pid = Counter(int(w.split("pid=")[1].split()[0]) for w in Execution.objects.values_list("worker", flat=True))
     ran = [sum(by_pid[pid] for pid in worker.child_pids()) for worker in workers]
