@@ -226,15 +226,20 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
     def wait(self, request: Request, pk=None) -> Response:
         # Subscribed before the first read: a terminal write committed before it is read,
         # one committed after it is notified (executions/notify.py). Then one re-read per
-        # wake-up: a notification, or the poll interval where there is none.
+        # wake-up: the whole run after a notification, its status after a poll interval.
         with notify.waiting_on(self.kwargs["pk"]) as waiter:
             execution = self.get_object()
             timeout = _wait_timeout(request.query_params.get("timeout"))
             deadline = time.monotonic() + timeout
             current = execution.status
             while current not in TERMINAL and (remaining := deadline - time.monotonic()) > 0:
-                waiter.wait(remaining)
-                current = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
+                if waiter.wait(remaining):  # notified: the run is (most likely) terminal, read it whole
+                    execution = self.get_queryset().get(pk=execution.pk)
+                    current = execution.status
+                else:
+                    current = (
+                        Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
+                    )
         if current != execution.status:
             execution = self.get_queryset().get(pk=execution.pk)
         return Response(RunDetailSerializer(execution).data)
