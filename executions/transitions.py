@@ -421,6 +421,7 @@ def _update_sql(model: type[models.Model], where: Q, values: dict) -> tuple[str,
     """The UPDATE Django would run for `model.objects.filter(where).update(**values)`,
     to be embedded in a larger statement (a data-modifying CTE)."""
     query = model._default_manager.filter(where).query.chain(UpdateQuery)
+    assert isinstance(query, UpdateQuery)  # chain(klass) returns that class; the stubs say Query
     query.add_update_values(values)
     sql, params = query.get_compiler(model._default_manager.db).as_sql()
     return sql, list(params)
