@@ -416,6 +416,12 @@ CONVEYOR_TRIGGER_RATE = env_str("CONVEYOR_TRIGGER_RATE", "60/minute")
 CONVEYOR_WEBHOOK_RATE = env_str("CONVEYOR_WEBHOOK_RATE", "120/minute")
 CONVEYOR_RUN_REFRESH_MS = env_int("CONVEYOR_RUN_REFRESH_MS", 2000, minimum=200)
 CONVEYOR_WAIT_DEFAULT_S = env_float("CONVEYOR_WAIT_DEFAULT_S", 30.0, minimum=0.0)
+# The wait endpoint answers on PostgreSQL's NOTIFY (executions/notify.py, decision 0016);
+# it re-reads the run every POLL_S without it (SQLite, off, listener reconnecting) and
+# every RECHECK_S with it (a safety net only).
+CONVEYOR_WAIT_NOTIFY = env_bool("CONVEYOR_WAIT_NOTIFY", True)
+CONVEYOR_WAIT_POLL_S = env_float("CONVEYOR_WAIT_POLL_S", 0.2, minimum=0.01)
+CONVEYOR_WAIT_RECHECK_S = env_float("CONVEYOR_WAIT_RECHECK_S", 5.0, minimum=0.01)
 
 # --- logging --------------------------------------------------------------------------
 LOG_JSON = env_bool("CONVEYOR_LOG_JSON", False)

@@ -51,6 +51,16 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    # The wait endpoint's listener holds a connection to the test database of its own;
+    # it must be closed before pytest-django drops that database.
+    yield
+    from executions.notify import listener
+
+    listener.stop()
+
+
 def _test_failed(request) -> bool:
     report = getattr(request.node, "harness_report_call", None)
     return report is None or report.failed

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.db import connections
 
 from executions.api.views import WAIT_MAX_S, _wait_timeout
 from executions.transitions import transition
@@ -41,7 +42,12 @@ def test_a_run_still_in_progress_is_returned_after_the_timeout():
 def test_the_wait_ends_when_the_run_turns_terminal():
     user = member()
     run = make_execution(make_workflow(user.membership.organization), status="pending")
-    cancel = threading.Timer(0.5, lambda: transition(run.pk, "cancelled", actor=Actor.OPERATOR, expected=["pending"]))
+
+    def cancel_and_close():
+        transition(run.pk, "cancelled", actor=Actor.OPERATOR, expected=["pending"])
+        connections.close_all()  # the timer thread's own connection: the test database is dropped later
+
+    cancel = threading.Timer(0.5, cancel_and_close)
 
     cancel.start()
     started = time.monotonic()

@@ -23,7 +23,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from executions import services
+from executions import notify, services
 from executions.api.filters import RunFilter
 from executions.api.permissions import IsOrganizationMember
 from executions.api.serializers import (
@@ -44,7 +44,6 @@ from tenancy.models import Organization
 from workflows.models import Workflow
 
 WAIT_MAX_S = 30.0
-WAIT_POLL_S = 0.2
 
 
 class NewestFirstCursorPagination(CursorPagination):
@@ -225,13 +224,22 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
     )
     @action(detail=True, methods=["get"])
     def wait(self, request: Request, pk=None) -> Response:
-        execution = self.get_object()
-        timeout = _wait_timeout(request.query_params.get("timeout"))
-        deadline = time.monotonic() + timeout
-        current = execution.status
-        while current not in TERMINAL and time.monotonic() < deadline:
-            time.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
-            current = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
+        # Subscribed before the first read: a terminal write committed before it is read,
+        # one committed after it is notified (executions/notify.py). Then one re-read per
+        # wake-up: the whole run after a notification, its status after a poll interval.
+        with notify.waiting_on(self.kwargs["pk"]) as waiter:
+            execution = self.get_object()
+            timeout = _wait_timeout(request.query_params.get("timeout"))
+            deadline = time.monotonic() + timeout
+            current = execution.status
+            while current not in TERMINAL and (remaining := deadline - time.monotonic()) > 0:
+                if waiter.wait(remaining):  # notified: the run is (most likely) terminal, read it whole
+                    execution = self.get_queryset().get(pk=execution.pk)
+                    current = execution.status
+                else:
+                    current = (
+                        Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
+                    )
         if current != execution.status:
             execution = self.get_queryset().get(pk=execution.pk)
         return Response(RunDetailSerializer(execution).data)
