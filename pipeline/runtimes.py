@@ -398,21 +398,26 @@ def _kill(child: _Child) -> None:
     child.wait(timeout=10)
 
 
-def run_isolated(claimed: Claimed) -> None:
-    secrets = load_secrets(claimed)
-    payload = {
+def child_payload(claimed: Claimed) -> dict[str, Any]:
+    """All the child is handed: the definition, the input, the secrets its templates
+    reference (decrypted), the deadline and the runtime settings. Nothing else of the
+    platform reaches it."""
+    return {
         "definition": claimed.definition,
         "context": {
             "execution_id": str(claimed.execution_id),
             "workflow_id": claimed.workflow_id,
             "organization_id": claimed.organization_id,
             "input": claimed.input,
-            "secrets": secrets,
+            "secrets": load_secrets(claimed),
         },
         "deadline_seconds": claimed.deadline_seconds,
-        # What the engine and the actions read of the settings: the child has none.
         "settings": runtime_settings.snapshot(),
     }
+
+
+def run_isolated(claimed: Claimed) -> None:
+    payload = child_payload(claimed)
     child = start_child()
     Execution.objects.filter(pk=claimed.execution_id, claim_token=claimed.claim_token).update(
         worker=Concat(F("worker"), Value(f" runtime={child.pid}"))
@@ -541,4 +546,4 @@ def dispatch(claimed: Claimed, runtime: str) -> None:
         record_failure(claimed, classification)
 
 
-__all__ = ["ShutdownRequested", "dispatch", "run_inline", "run_isolated"]
+__all__ = ["ShutdownRequested", "child_payload", "dispatch", "run_inline", "run_isolated", "start_fork_server"]
