@@ -272,7 +272,7 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
     sock.send(json.dumps({"ready": True}).encode())
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [], 1.0)
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [], 1.0)
         except InterruptedError:
             continue
         if os.getppid() != parent_pid:
@@ -282,7 +282,7 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
                 while os.read(wake_r, 512):
                     pass
         _reap(sock)
-        if sock not in ready:
+        if sock.fileno() not in ready:
             continue
         try:
             data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 3)

@@ -256,7 +256,7 @@ _forkserver: ForkServer | None = None
 def _fork_server() -> ForkServer:
     """This pool process's fork server, started on first use and again after it died."""
     global _forkserver
-    wanted = {
+    wanted: dict[str, Any] = {
         "python": settings.RUNTIME_PYTHON or sys.executable,
         "base_dir": str(settings.BASE_DIR),
         "preload": sorted({dotted.rpartition(".")[0] for dotted in settings.PYTHON_CALLABLE_ALLOWLIST}),
