@@ -1,19 +1,24 @@
 """Runtimes: where a claimed run's steps execute.
 
-- `isolated` (default): a child process per run, started with `subprocess` (a prefork
-  pool process may not use multiprocessing), with a deadline and an address-space limit.
-  The child dies with its supervisor (parent-death signal plus its own watch on the
-  parent) and reports over a pipe; only the supervisor (this pool process) writes steps
-  and status, and it refreshes heartbeat_at while the child works, even while a step
-  blocks.
+- `isolated` (default): a fresh child process per run, forked by this pool process's fork
+  server (pipeline/forkserver.py: started with `subprocess`, since a prefork pool process
+  may not use multiprocessing, and restarted when found dead), or with
+  CONVEYOR_ISOLATED_START=spawn a new interpreter per run; with a deadline and an
+  address-space limit. The child is sealed (docs/decisions/0013): an allow-listed
+  environment, no inherited descriptor but its pipes, no Django settings, no database,
+  only the secrets its templates reference. It dies with its supervisor (the
+  parent-death chain plus its own watch) and reports over a pipe; only the supervisor
+  (this pool process) writes steps and status, and it refreshes heartbeat_at while the
+  child works, even while a step blocks.
 - `inline`: the steps run in the pool process itself, for trusted fast actions; a thread
   keeps the heartbeat. A step that holds the GIL longer than the stale threshold will be
   reaped (P-0003): that is the price of skipping the child process.
 
-Failure points: spawn fails → P-0002; the child killed by a signal or out of memory →
-P-0003; the deadline passes → E-0001; an unexpected error handing the run over → P-0004.
-`dispatch` records every one of them itself, through the status writer: nothing is
-raised back to the consumer.
+Failure points: spawn fails (the fork server cannot start, refuses a fork or is gone) →
+P-0002; the child killed by a signal, out of memory, or taken down by its dying fork
+server after it was ready → P-0003; the deadline passes → E-0001; an unexpected error
+handing the run over → P-0004. `dispatch` records every one of them itself, through the
+status writer: nothing is raised back to the consumer.
 """
 
 from __future__ import annotations

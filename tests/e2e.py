@@ -225,7 +225,7 @@ def slow_start_python(directory: Path, seconds: float) -> dict:
     import sys
 
     wrapper = directory / "slow-start-python"
-    wrapper.write_text(f"#!/bin/sh\nsleep {seconds}\nexec {sys.executable} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nsleep {seconds}\nexec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
     return {"CONVEYOR_ISOLATED_START": "spawn", "CONVEYOR_RUNTIME_PYTHON": str(wrapper)}
 
