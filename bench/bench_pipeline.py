@@ -2,7 +2,11 @@
 no-op tasks on the same broker, worker and concurrency, in the same run.
 
     .venv/bin/python bench/bench_pipeline.py            # N=300, prefork x2
-    .venv/bin/python bench/bench_pipeline.py -n 500 --isolated-n 100
+    .venv/bin/python bench/bench_pipeline.py -n 500 --isolated-n 500 --spawn-n 60
+
+The isolated runtime is measured forked by the fork server (the default), then, after the
+worker is restarted with CONVEYOR_ISOLATED_START=spawn, with a new interpreter per run
+(the path before docs/decisions/0013, minus its django.setup()).
 
 Both phases publish from the same pool of producer threads (a platform's producers are
 many: web processes, beat), paced by one poller.
@@ -135,10 +139,21 @@ def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int, pro
     return result
 
 
+def restart_worker(pipeline: BenchPipeline, concurrency: int, **env: str) -> None:
+    """Replace the bench's worker by one with `env` on top (same queues, same concurrency)."""
+    for process in pipeline.processes.started:
+        process.stop()
+    worker = pipeline.processes.start_worker({**pipeline.env, **env}, queues=pipeline.queues, concurrency=concurrency)
+    worker.pool_pids(expected=concurrency)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="no-op tasks and inline runs")
-    parser.add_argument("--isolated-n", type=int, default=60, help="isolated runs (a child process each)")
+    parser.add_argument("--isolated-n", type=int, default=300, help="isolated runs, forked by the fork server")
+    parser.add_argument(
+        "--spawn-n", type=int, default=40, help="isolated runs with CONVEYOR_ISOLATED_START=spawn (0: skip)"
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--producers", type=int, default=4, help="publishing threads (web processes, beat...)")
@@ -146,19 +161,29 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     env = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
+    spawned = None
     with BenchPipeline(concurrency=args.concurrency, extra_env=env) as pipeline:
         measure_bare(pipeline, 20, args.window, args.producers)  # warm-up
         baseline = measure_bare(pipeline, args.n, args.window, args.producers)
         inline = measure_runs(pipeline, args.n, "inline", args.window, args.producers)
         isolated = measure_runs(pipeline, args.isolated_n, "isolated", args.window, args.producers)
+        if args.spawn_n:
+            restart_worker(pipeline, args.concurrency, CONVEYOR_ISOLATED_START="spawn")
+            spawned = measure_runs(pipeline, args.spawn_n, "isolated", args.window, args.producers)
+            spawned.label = "platform runs, isolated runtime, spawn (a new interpreter per run)"
 
     print(
         f"\nprefork x{args.concurrency}, moto SQS, PostgreSQL, window {args.window}, {args.producers} producer threads"
     )
-    for result in (baseline, inline, isolated):
-        print(f"  {result.summary()}")
-    print(f"  cost ratio inline/bare   = {baseline.rate / inline.rate:.2f}x  (target <= 1.5x)")
-    print(f"  cost ratio isolated/bare = {baseline.rate / isolated.rate:.2f}x")
+    for result in (baseline, inline, isolated, spawned):
+        if result is not None:
+            print(f"  {result.summary()}")
+    print(f"  cost ratio inline/bare          = {baseline.rate / inline.rate:.2f}x  (target <= 1.25x)")
+    print(f"  cost ratio isolated/bare        = {baseline.rate / isolated.rate:.2f}x")
+    print(f"  throughput isolated/inline      = {isolated.rate / inline.rate:.2f}x  (target >= 0.7x)")
+    if spawned is not None:
+        print(f"  throughput spawn/inline         = {spawned.rate / inline.rate:.2f}x")
+        print(f"  throughput fork server/spawn    = {isolated.rate / spawned.rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -441,6 +441,10 @@ LOGGING = {
 # --- Conveyor: isolated runtime -------------------------------------------------------
 RUNTIME_PYTHON = env_str("CONVEYOR_RUNTIME_PYTHON", "")  # default: the worker's own interpreter
 RUNTIME_SPAWN_TIMEOUT_S = env_float("CONVEYOR_RUNTIME_SPAWN_TIMEOUT_S", 30.0, minimum=1.0)
+# How an isolated run's child starts (docs/decisions/0013): forked by the pool process's
+# fork server (warm), or spawn, a new interpreter per run (the old path, kept as the
+# benchmark's baseline and a fallback).
+RUNTIME_ISOLATED_START = env_choice("CONVEYOR_ISOLATED_START", "forkserver", {"forkserver", "spawn"})
 
 # Test-only fault points (executions/faults.py); empty in production.
 FAULT_INJECTION = env_list("CONVEYOR_FAULT_INJECTION", [])

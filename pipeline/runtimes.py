@@ -1,25 +1,29 @@
 """Runtimes: where a claimed run's steps execute.
 
-- `isolated` (default): a child process per run, started with `subprocess` (a prefork
-  pool process may not use multiprocessing), with a deadline and an address-space limit.
-  The child dies with its supervisor (parent-death signal plus its own watch on the
-  parent) and reports over a pipe; only the supervisor (this pool process) writes steps
-  and status, and it refreshes heartbeat_at while the child works, even while a step
-  blocks.
+- `isolated` (default): a fresh child process per run, forked by this pool process's fork
+  server (pipeline/forkserver.py: started with `subprocess`, since a prefork pool process
+  may not use multiprocessing, and restarted when found dead), or with
+  CONVEYOR_ISOLATED_START=spawn a new interpreter per run; with a deadline and an
+  address-space limit. The child is sealed (docs/decisions/0013): an allow-listed
+  environment, no inherited descriptor but its pipes, no Django settings, no database,
+  only the secrets its templates reference. It dies with its supervisor (the
+  parent-death chain plus its own watch) and reports over a pipe; only the supervisor
+  (this pool process) writes steps and status, and it refreshes heartbeat_at while the
+  child works, even while a step blocks.
 - `inline`: the steps run in the pool process itself, for trusted fast actions; a thread
   keeps the heartbeat. A step that holds the GIL longer than the stale threshold will be
   reaped (P-0003): that is the price of skipping the child process.
 
-Failure points: spawn fails → P-0002; the child killed by a signal or out of memory →
-P-0003; the deadline passes → E-0001; an unexpected error handing the run over → P-0004.
-`dispatch` records every one of them itself, through the status writer: nothing is
-raised back to the consumer.
+Failure points: spawn fails (the fork server cannot start, refuses a fork or is gone) →
+P-0002; the child killed by a signal, out of memory, or taken down by its dying fork
+server after it was ready → P-0003; the deadline passes → E-0001; an unexpected error
+handing the run over → P-0004. `dispatch` records every one of them itself, through the
+status writer: nothing is raised back to the consumer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -47,6 +51,7 @@ from failures import faults
 from failures.catalogue import Code
 from failures.classifier import ORIGIN_PLATFORM, Classification, classify, system_fault
 from failures.errors import DispatchError, RunDeadlineExceeded, RuntimeSpawnError, SystemFault
+from pipeline.forkserver import ForkServer, ForkServerError, die_with_parent, sealed_environment
 from pipeline.supervision import (
     Claimed,
     DatabaseStepRecorder,
@@ -57,15 +62,9 @@ from pipeline.supervision import (
     with_db_retry,
 )
 from workflows.engine import ClaimLost, RunContext, RunFailed, run_definition
+from workflows.runtime_settings import settings as runtime_settings
 
 logger = logging.getLogger("conveyor.runtime")
-
-_PR_SET_PDEATHSIG = 1
-_libc: ctypes.CDLL | None
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover - non-glibc platforms
-    _libc = None
 
 
 class ShutdownRequested(BaseException):
@@ -183,49 +182,196 @@ def run_inline(claimed: Claimed) -> None:
 
 
 # --- isolated ---------------------------------------------------------------------------
-def _child_setup(parent_pid: int, memory_limit_mb: int):
+class _Child:
+    """One run's child process, however it was started: its pid, its pipes (line-delimited
+    JSON in, out), its stderr file, and how to kill it and learn how it ended."""
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any, stderr: Any):
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status (negative: killed by that signal), None if not known in time."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for handle in (self.stdin, self.stdout, self.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                handle.close()
+
+
+class _SpawnedChild(_Child):
+    """A fresh interpreter per run (CONVEYOR_ISOLATED_START=spawn: the baseline)."""
+
+    def __init__(self, proc: subprocess.Popen, stderr: Any):
+        super().__init__(proc.pid, proc.stdin, proc.stdout, stderr)
+        self.proc = proc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class _ForkedChild(_Child):
+    """A child forked by this pool process's fork server. The supervisor is not its
+    parent: it kills through a pidfd (never a recycled pid) and learns the exit status
+    from the server, which reaps it."""
+
+    def __init__(self, server: ForkServer, pid: int, stdin: Any, stdout: Any, stderr: Any):
+        super().__init__(pid, stdin, stdout, stderr)
+        self.server = server
+        self.code: int | None = None
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except OSError:
+            self.pidfd = -1
+
+    def kill(self) -> None:
+        if self.pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int | None:
+        if self.code is None:
+            self.code = self.server.exit_code(self.pid, timeout)
+        return self.code
+
+    def close(self) -> None:
+        super().close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+_forkserver: ForkServer | None = None
+
+
+def _fork_server() -> ForkServer:
+    """This pool process's fork server, started on first use and again after it died."""
+    global _forkserver
+    wanted: dict[str, Any] = {
+        "python": settings.RUNTIME_PYTHON or sys.executable,
+        "base_dir": str(settings.BASE_DIR),
+        "preload": sorted({dotted.rpartition(".")[0] for dotted in settings.PYTHON_CALLABLE_ALLOWLIST}),
+        "start_timeout": settings.RUNTIME_SPAWN_TIMEOUT_S,
+    }
+    if _forkserver is None or _forkserver.owner not in (0, os.getpid()) or _forkserver.config != wanted:
+        if _forkserver is not None and _forkserver.owner == os.getpid():
+            _forkserver.stop()  # started with other settings (a test's override)
+        _forkserver = ForkServer(**wanted)
+    try:
+        _forkserver.ensure()
+    except ForkServerError as exc:
+        raise RuntimeSpawnError(str(exc)) from exc
+    return _forkserver
+
+
+def start_fork_server() -> None:
+    """Warm the fork server before the first run (worker_process_init); a failure here
+    is only logged: the first run tries again and reports P-0002."""
+    if settings.RUNTIME_ISOLATED_START != "forkserver":
+        return
+    try:
+        _fork_server()
+    except RuntimeSpawnError:
+        logger.warning("the fork server did not start; the next isolated run retries", exc_info=True)
+
+
+def _spawn_child(stderr: Any) -> _Child:
+    parent = os.getpid()
+    memory_limit_mb = settings.RUNTIME_MEMORY_LIMIT_MB
+
     def setup() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
-            os._exit(137)
+        die_with_parent(parent)
         if memory_limit_mb:
             limit = memory_limit_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    return setup
+    try:
+        proc = subprocess.Popen(
+            [settings.RUNTIME_PYTHON or sys.executable, "-m", "pipeline.runtime_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=setup,
+            cwd=str(settings.BASE_DIR),
+            env=sealed_environment(str(settings.BASE_DIR)),
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise RuntimeSpawnError(f"could not start the isolated runtime: {exc}") from exc
+    return _SpawnedChild(proc, stderr)
 
 
-def _child_command() -> list[str]:
-    python = settings.RUNTIME_PYTHON or sys.executable
-    return [python, "-m", "pipeline.runtime_child"]
+def _fork_child(stderr: Any) -> _Child:
+    server = _fork_server()
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    try:
+        pid = server.fork(
+            [to_child_r, from_child_w, stderr.fileno()],
+            memory_limit_mb=settings.RUNTIME_MEMORY_LIMIT_MB,
+            timeout=settings.RUNTIME_SPAWN_TIMEOUT_S,
+        )
+    except ForkServerError as exc:
+        os.close(to_child_w)
+        os.close(from_child_r)
+        raise RuntimeSpawnError(str(exc)) from exc
+    finally:
+        # The child holds its ends now; the supervisor keeps only its own.
+        os.close(to_child_r)
+        os.close(from_child_w)
+    return _ForkedChild(server, pid, os.fdopen(to_child_w, "wb"), os.fdopen(from_child_r, "rb"), stderr)
+
+
+def start_child() -> _Child:
+    """A fresh, sealed child for one run: forked by the fork server, or (spawn) a new
+    interpreter. Any failure to get one is RuntimeSpawnError (P-0002)."""
+    stderr = tempfile.TemporaryFile()
+    try:
+        if settings.RUNTIME_ISOLATED_START == "spawn":
+            return _spawn_child(stderr)
+        return _fork_child(stderr)
+    except BaseException:
+        stderr.close()
+        raise
 
 
 class _ChildChannel:
-    """Line-delimited JSON over the child's stdin/stdout."""
+    """Line-delimited JSON over the child's pipes."""
 
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
+    def __init__(self, child: _Child):
+        self.child = child
         self.buffer = b""
         self.closed = False
 
     def send(self, message: dict) -> None:
-        assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            self.child.stdin.write(json.dumps(message).encode() + b"\n")
+            self.child.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
             pass  # the child is gone; its exit status says why
 
     def receive(self, timeout: float) -> list[dict]:
-        assert self.proc.stdout is not None
         if self.closed:
             time.sleep(min(timeout, 0.05))
             return []
-        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, timeout))
+        ready, _, _ = select.select([self.child.stdout], [], [], max(0.0, timeout))
         if not ready:
             return []
-        chunk = os.read(self.proc.stdout.fileno(), 65536)
+        chunk = os.read(self.child.stdout.fileno(), 65536)
         if not chunk:
             self.closed = True
             return []
@@ -252,50 +398,40 @@ def _stderr_tail(handle: Any) -> str:
         return ""
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+def _kill(child: _Child) -> None:
+    child.kill()
+    child.wait(timeout=10)
 
 
-def run_isolated(claimed: Claimed) -> None:
-    secrets = load_secrets(claimed)
-    payload = {
+def child_payload(claimed: Claimed) -> dict[str, Any]:
+    """All the child is handed: the definition, the input, the secrets its templates
+    reference (decrypted), the deadline and the runtime settings. Nothing else of the
+    platform reaches it."""
+    return {
         "definition": claimed.definition,
         "context": {
             "execution_id": str(claimed.execution_id),
             "workflow_id": claimed.workflow_id,
             "organization_id": claimed.organization_id,
             "input": claimed.input,
-            "secrets": secrets,
+            "secrets": load_secrets(claimed),
         },
         "deadline_seconds": claimed.deadline_seconds,
+        "settings": runtime_settings.snapshot(),
     }
-    stderr = tempfile.TemporaryFile()
-    try:
-        proc = subprocess.Popen(
-            _child_command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            preexec_fn=_child_setup(os.getpid(), settings.RUNTIME_MEMORY_LIMIT_MB),
-            cwd=str(settings.BASE_DIR),
-            close_fds=True,
-        )
-    except OSError as exc:
-        stderr.close()
-        raise RuntimeSpawnError(f"could not start the isolated runtime: {exc}") from exc
 
+
+def run_isolated(claimed: Claimed) -> None:
+    payload = child_payload(claimed)
+    child = start_child()
     Execution.objects.filter(pk=claimed.execution_id, claim_token=claimed.claim_token).update(
-        worker=Concat(F("worker"), Value(f" runtime={proc.pid}"))
+        worker=Concat(F("worker"), Value(f" runtime={child.pid}"))
     )
     try:
-        _supervise(proc, claimed, payload, stderr)
+        _supervise(child, claimed, payload)
     finally:
-        _kill(proc)
-        stderr.close()
+        _kill(child)
+        child.close()
 
 
 def _heartbeat(claimed: Claimed) -> bool:
@@ -309,7 +445,7 @@ def _heartbeat(claimed: Claimed) -> bool:
         return True
 
 
-def _supervise(proc: subprocess.Popen, claimed: Claimed, payload: dict, stderr: Any) -> None:
+def _supervise(proc: _Child, claimed: Claimed, payload: dict) -> None:
     channel = _ChildChannel(proc)
     channel.send(payload)
     recorder = DatabaseStepRecorder(claimed)
@@ -369,12 +505,11 @@ def _supervise(proc: subprocess.Popen, claimed: Claimed, payload: dict, stderr: 
                 elif kind == "claim_lost":
                     return
             if channel.closed:
-                try:
+                code = proc.wait(timeout=5)
+                if code is None:
+                    proc.kill()
                     code = proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    _kill(proc)
-                    code = proc.returncode
-                _record_child_exit(claimed, code, ready, _stderr_tail(stderr))
+                _record_child_exit(claimed, code, ready, _stderr_tail(proc.stderr))
                 return
 
 
@@ -382,6 +517,9 @@ def _record_child_exit(claimed: Claimed, returncode: int | None, ready: bool, st
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
         detail = f"runtime killed by {name}"
+    elif returncode is None:
+        # A forked child whose fork server died: the death chain killed the child too.
+        detail = "runtime killed: its fork server is gone"
     else:
         detail = f"runtime exited with status {returncode} without a result"
     if stderr_tail:
@@ -413,4 +551,4 @@ def dispatch(claimed: Claimed, runtime: str) -> None:
         record_failure(claimed, classification)
 
 
-__all__ = ["ShutdownRequested", "dispatch", "run_inline", "run_isolated"]
+__all__ = ["ShutdownRequested", "child_payload", "dispatch", "run_inline", "run_isolated", "start_fork_server"]

@@ -4,7 +4,6 @@ function. Only the supervising process (the worker's pool process) calls these."
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from failures.classifier import Classification, system_fault
 from failures.statuses import Actor, ExecutionStatus, status_for_error_type
 from pipeline import metrics
 from tenancy.secrets import load_organization_secrets
+from workflows.definitions import referenced_secrets
 from workflows.models import WorkflowVersion
 
 logger = logging.getLogger("conveyor.runtime")
@@ -56,7 +56,8 @@ class Claimed:
     input: dict
     deadline_seconds: float
     started_at: datetime | None = None
-    uses_secrets: bool = True
+    # The secrets its templates reference: the only ones decrypted and handed to the run.
+    secret_names: frozenset[str] = frozenset()
 
     @property
     def log_context(self) -> dict:
@@ -93,14 +94,14 @@ def load_claimed(execution: Execution, claim_token: uuid.UUID) -> Claimed:
         deadline_seconds=max(0.0, remaining),
         started_at=execution.started_at,
         # A definition that names no secret needs no read of the secret store.
-        uses_secrets="secrets." in json.dumps(definition),
+        secret_names=referenced_secrets(definition),
     )
 
 
 def load_secrets(claimed: Claimed) -> dict[str, str]:
-    if not claimed.uses_secrets:
+    if not claimed.secret_names:
         return {}
-    return load_organization_secrets(claimed.organization_id)
+    return load_organization_secrets(claimed.organization_id, claimed.secret_names)
 
 
 class DatabaseStepRecorder:

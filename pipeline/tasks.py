@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from celery.signals import worker_process_init
 from django.db import close_old_connections
 
 from messaging.messages import CONSUME_TASK
 from pipeline.consume import consume
+from pipeline.runtimes import start_fork_server
 
 logger = logging.getLogger("conveyor.tasks")
 
@@ -31,3 +33,10 @@ class ConveyorTask(Task):
 @shared_task(base=ConveyorTask, bind=True, name=CONSUME_TASK)
 def consume_run(self, envelope: object) -> str:
     return consume(envelope, hostname=self.request.hostname or "").value
+
+
+@worker_process_init.connect(dispatch_uid="pipeline.tasks.warm_fork_server")
+def warm_fork_server(**kwargs: object) -> None:
+    """Each pool process starts its fork server as it starts, not on its first run (any
+    workflow may ask for the isolated runtime, whatever the default)."""
+    start_fork_server()

@@ -216,6 +216,20 @@ def running_with_step(execution_id):
     return None
 
 
+def slow_start_python(directory: Path, seconds: float) -> dict:
+    """Worker settings for an isolated runtime that takes `seconds` to start, so a test can
+    act while the run is claimed but before its first step: a fresh interpreter per run
+    (spawn: with the fork server the child is ready at once) behind a wrapper that sleeps
+    first. The wrapper holds its values itself: the runtime's environment is sealed, so no
+    CONVEYOR_* variable reaches it."""
+    import sys
+
+    wrapper = directory / "slow-start-python"
+    wrapper.write_text(f'#!/bin/sh\nsleep {seconds}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return {"CONVEYOR_ISOLATED_START": "spawn", "CONVEYOR_RUNTIME_PYTHON": str(wrapper)}
+
+
 def process_gone(pid: int) -> bool:
     from tests.harness.processes import is_alive, proc_stat
 

@@ -2,18 +2,23 @@
 it ends is written at once by its supervisor, never left for the reaper."""
 
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 
 from executions.enqueue import enqueue
 from executions.models import Step
-from tests.e2e import process_gone, running_with_step, sleeping, supervisor_pids, wait_for, wait_status
+from tests.e2e import (
+    process_gone,
+    running_with_step,
+    sleeping,
+    slow_start_python,
+    supervisor_pids,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SHUTDOWN = {"REMAP_SIGTERM": "SIGQUIT", "CONVEYOR_WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "3"}
-SLOW_START = str(Path(__file__).parent / "bin" / "slow-start-python")
 
 
 def test_sigterm_during_a_short_run_lets_it_finish(pipeline):
@@ -45,13 +50,8 @@ def test_sigterm_during_a_run_longer_than_the_grace_writes_p0003_worker_shut_dow
     assert worker.wait(timeout=20) is not None
 
 
-def test_sigterm_before_the_first_step_writes_p0001_safe_to_rerun(pipeline):
-    worker = pipeline.worker(
-        **SHUTDOWN,
-        CONVEYOR_RUNTIME_PYTHON=SLOW_START,
-        CONVEYOR_TEST_REAL_PYTHON=sys.executable,
-        CONVEYOR_TEST_SLOW_START_S=30,
-    )
+def test_sigterm_before_the_first_step_writes_p0001_safe_to_rerun(pipeline, tmp_path):
+    worker = pipeline.worker(**SHUTDOWN, **slow_start_python(tmp_path, 30))
     execution = enqueue(pipeline.workflow(sleeping(0.1)), trigger_type="manual").execution
     wait_for(lambda: "runtime=" in type(execution).objects.get(pk=execution.pk).worker, timeout=20)
 

@@ -2,9 +2,7 @@
 
 import os
 import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +12,13 @@ from tests.e2e import (
     process_gone,
     running_with_step,
     sleeping,
+    slow_start_python,
     supervisor_pids,
     wait_for,
     wait_status,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-SLOW_START = str(Path(__file__).parent / "bin" / "slow-start-python")
 
 
 def _assert_worker_lost(execution_id, runtime_pid):
@@ -65,10 +63,8 @@ def test_sigkill_of_the_workers_main_process_mid_step_is_reaped_as_p0003(pipelin
     assert process_gone(pool_pid)
 
 
-def test_killed_before_its_first_step_is_p0001_and_safe_to_rerun(pipeline):
-    pipeline.worker(
-        CONVEYOR_RUNTIME_PYTHON=SLOW_START, CONVEYOR_TEST_REAL_PYTHON=sys.executable, CONVEYOR_TEST_SLOW_START_S=30
-    )
+def test_killed_before_its_first_step_is_p0001_and_safe_to_rerun(pipeline, tmp_path):
+    pipeline.worker(**slow_start_python(tmp_path, 30))
     pipeline.reaper()
     execution = enqueue(pipeline.workflow(sleeping(0.1)), trigger_type="manual").execution
     wait_for(lambda: "runtime=" in type(execution).objects.get(pk=execution.pk).worker, timeout=20)

@@ -44,7 +44,7 @@ def producer_log(settings):
 
 def test_every_transition_is_one_json_line_with_run_workflow_organization_status_and_error(pipeline, producer_log):  # noqa: F811
     worker = pipeline.worker(concurrency=1, CONVEYOR_LOG_JSON=1, CONVEYOR_DEFAULT_RUNTIME="inline")
-    workflow = pipeline.workflow(calling("workflows.actions.examples.query_missing_table"))
+    workflow = pipeline.workflow(calling("workflows.actions.examples.query_missing_table"), runtime="inline")
 
     execution = wait_status(enqueue(workflow, trigger_type="manual").execution.pk)
     assert execution.status == "system_error"

@@ -22,11 +22,10 @@ import json
 import re
 from typing import Any
 
-from django.conf import settings
-
 from failures.errors import InvalidDefinition, TemplateError
 from workflows import payloads
 from workflows.actions.registry import END, UnknownAction, action_names, get_action
+from workflows.runtime_settings import settings
 from workflows.templates import check_reference, iter_strings, parse
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -42,8 +41,9 @@ def _id_problem(step_id: Any) -> str | None:
     return None
 
 
-def validate_definition(definition: Any) -> dict[str, Any]:
-    """Return the normalised definition, or raise InvalidDefinition with every problem."""
+def validate_definition(definition: Any, *, runtime: str | None = None) -> dict[str, Any]:
+    """Return the normalised definition, or raise InvalidDefinition with every problem.
+    `runtime` (the one the workflow's runs get): also refuse what cannot run there."""
     if not isinstance(definition, dict):
         raise InvalidDefinition({"definition": 'must be a JSON object like {"steps": [...]}'})
     try:
@@ -130,9 +130,57 @@ def validate_definition(definition: Any) -> dict[str, Any]:
             entry["next"] = step["next"]
         normalised.append(entry)
 
+    if runtime is not None:
+        for key, problem in runtime_problems(normalised, runtime).items():
+            errors.setdefault(key, problem)
     if errors:
         raise InvalidDefinition(errors)
     return {"steps": normalised}
+
+
+ISOLATED = "isolated"
+
+
+def runtime_problems(steps: list[dict[str, Any]], runtime: str) -> dict[str, str]:
+    """What in `steps` cannot run under `runtime`: the isolated child has no database, so a
+    python callable registered with database=True is refused there, naming the step."""
+    if runtime != ISOLATED:
+        return {}
+    from workflows.actions.python_callable import needs_database
+
+    problems: dict[str, str] = {}
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("action") != "python":
+            continue
+        config = step.get("config")
+        dotted = config.get("callable") if isinstance(config, dict) else None
+        if isinstance(dotted, str) and needs_database(dotted):
+            problems[f"steps[{i}].config.callable"] = (
+                f"step {step.get('id')!r} calls {dotted}, which needs the database and runs only under the "
+                "inline runtime; set the workflow's runtime to inline"
+            )
+    return problems
+
+
+def referenced_secrets(definition: Any) -> frozenset[str]:
+    """The names of the secrets the definition's templates reference ({{ secrets.NAME }}):
+    a run is handed these and no other. A template that does not parse references none
+    (the run fails on it before any secret is used)."""
+    names: set[str] = set()
+    steps = definition.get("steps") if isinstance(definition, dict) else None
+    for step in steps if isinstance(steps, list) else []:
+        config = step.get("config") if isinstance(step, dict) else None
+        for _, text in iter_strings(config):
+            if "{{" not in text:
+                continue
+            try:
+                parts = parse(text)
+            except TemplateError:
+                continue
+            for part in parts:
+                if not isinstance(part, str) and part.root == "secrets" and part.path and isinstance(part.path[0], str):
+                    names.add(part.path[0])
+    return frozenset(names)
 
 
 def _jump_problem(target: Any, position: int, positions: dict[str, int]) -> str | None:

@@ -7,6 +7,7 @@ their Python home is here."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -60,7 +61,7 @@ class Workflow(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         """Validate the definition on every save and keep a version per change."""
-        validate_definition(self.definition)
+        validate_definition(self.definition, runtime=self.effective_runtime)
         self.trigger_config = validate_trigger(self.trigger_type, self.trigger_config)
         if self.pk is not None:
             previous = Workflow.objects.filter(pk=self.pk).values_list("definition", flat=True).first()
@@ -74,7 +75,7 @@ class Workflow(models.Model):
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         try:
-            validate_definition(self.definition)
+            validate_definition(self.definition, runtime=self.effective_runtime)
         except InvalidDefinition as exc:
             errors["definition"] = [f"{k}: {v}" for k, v in exc.errors.items()]
         try:
@@ -83,6 +84,11 @@ class Workflow(models.Model):
             errors["trigger_config"] = [f"{k}: {v}" for k, v in exc.errors.items()]
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def effective_runtime(self) -> str:
+        """The runtime its runs get unless a trigger overrides it."""
+        return self.runtime or settings.DEFAULT_RUNTIME
 
     @property
     def is_runnable(self) -> bool:

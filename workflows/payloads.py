@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
+from workflows.runtime_settings import settings
 
 
 class UnsafeJSON(ValueError):

@@ -4,6 +4,7 @@ or anything a system error's stored text may hold (a stack trace, SQL, a host na
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -12,7 +13,7 @@ from executions.models import Execution, Step
 from executions.presentation import rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
 from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
-from workflows.definitions import validate_definition
+from workflows.definitions import runtime_problems, validate_definition
 from workflows.models import Runtime, Workflow
 from workflows.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
 
@@ -58,6 +59,13 @@ class WorkflowSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({key: [message] for key, message in exc.errors.items()}) from None
 
     def validate(self, attrs):
+        definition = attrs.get("definition", getattr(self.instance, "definition", None))
+        runtime = attrs.get("runtime", getattr(self.instance, "runtime", "")) or settings.DEFAULT_RUNTIME
+        if isinstance(definition, dict) and isinstance(definition.get("steps"), list):
+            # A database callable under the isolated runtime (decision 0013).
+            problems = runtime_problems(definition["steps"], runtime)
+            if problems:
+                raise serializers.ValidationError({"definition": {key: [message] for key, message in problems.items()}})
         trigger_type = attrs.get("trigger_type", getattr(self.instance, "trigger_type", TriggerType.MANUAL))
         trigger_config = attrs.get("trigger_config", getattr(self.instance, "trigger_config", {}))
         try:

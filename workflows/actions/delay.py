@@ -8,10 +8,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
-
 from failures.errors import RunDeadlineExceeded, StepConfigError
 from workflows.actions.registry import Action, StepContext, check_number, is_number
+from workflows.runtime_settings import settings
 
 
 class DelayAction(Action):

@@ -9,6 +9,8 @@ from typing import Any
 from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 
+from workflows.actions.python_callable import registered
+
 
 def add_numbers(a: float, b: float) -> dict[str, float]:
     return {"sum": a + b}
@@ -29,6 +31,7 @@ def read_with_wrong_key(token: str = "not-a-fernet-token") -> str:
     return Fernet(Fernet.generate_key()).decrypt(token.encode()).decode()
 
 
+@registered(database=True)
 def query_missing_table() -> list[Any]:
     """A real database error from the platform's own database."""
 

@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
-from django.conf import settings
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -43,6 +42,7 @@ from urllib3.exceptions import (
 
 from failures.errors import ConfigurationFault, ExternalHTTPError, RunDeadlineExceeded, StepConfigError, UserError
 from workflows.actions.registry import Action, StepContext, check_number, is_number
+from workflows.runtime_settings import settings
 from workflows.templates import is_template
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")

@@ -4,25 +4,54 @@
 
 Only dotted paths listed in settings.PYTHON_CALLABLE_ALLOWLIST are accepted, when the
 workflow is saved and again when the step runs (the list may have shrunk since).
+
+A callable that needs the platform's database is registered as such with
+`@registered(database=True)`: it runs only under the inline runtime (the isolated child has
+no database and no platform settings), a workflow that asks for it under the isolated
+runtime is refused when it is saved (workflows/definitions.py), and a run that reaches it
+in an isolated child anyway (a per-run runtime override) fails as the workflow's config.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
-from typing import Any
-
-from django.conf import settings
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from failures.classifier import ORIGIN_STEP, classify
 from failures.errors import ConfigurationFault, ConveyorError, StepConfigError, UserCodeError
 from failures.statuses import ErrorType
 from workflows.actions.registry import Action, StepContext
+from workflows.runtime_settings import settings
+
+DATABASE_FLAG = "conveyor_needs_database"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def registered(*, database: bool = False) -> Callable[[F], F]:
+    """Mark a callable for the `python` action; `database=True`: it uses the platform's
+    database, so it runs inline only."""
+
+    def mark(function: F) -> F:
+        setattr(function, DATABASE_FLAG, database)
+        return function
+
+    return mark
 
 
 def allowed_callables() -> list[str]:
     return list(settings.PYTHON_CALLABLE_ALLOWLIST)
+
+
+def needs_database(dotted: str) -> bool:
+    """Whether the allow-listed callable `dotted` was registered with database=True. One
+    that does not import is not judged here: running it reports that (C-0003)."""
+    try:
+        function = _load(dotted)
+    except ConfigurationFault:
+        return False
+    return bool(getattr(function, DATABASE_FLAG, False))
 
 
 def _load(dotted: str) -> Any:
@@ -62,6 +91,11 @@ class PythonCallableAction(Action):
         if not isinstance(kwargs, dict):
             raise StepConfigError("config.kwargs: must be an object")
         function = _load(dotted)
+        if settings.sealed and getattr(function, DATABASE_FLAG, False):
+            raise StepConfigError(
+                f"callable {dotted} needs the database and runs only under the inline runtime; "
+                "set the workflow's runtime to inline"
+            )
         try:
             result = function(**kwargs)
         except ConveyorError:
