@@ -24,3 +24,8 @@ def spin(seconds: float) -> dict:
     while time.monotonic() < end:
         n += 1
     return {"spins": n}
+
+
+def repeat(text: str, times: int) -> dict:
+    """An output much larger than the config that asked for it."""
+    return {"text": str(text) * int(times)}
