@@ -410,6 +410,13 @@ SPECTACULAR_SETTINGS = {
         "RunTriggerTypeEnum": "failures.statuses.TriggerType",
         "WorkflowTriggerTypeEnum": "workflows.triggers.WORKFLOW_TRIGGERS",
     },
+    # The answers DRF gives every view (401, 403, 404, 400, 415, 406) and the webhook intake
+    # (a plain Django view) are documented by hooks, so the schema lists every status.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "executions.api.schema.document_common_responses",
+        "scheduler.schema.document_webhook_intake",
+    ],
 }
 # Rate limits of the trigger, re-run and webhook endpoints are counted in this cache: the
 # in-process default multiplies a limit by the number of web processes, so production
