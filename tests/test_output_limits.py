@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.urls import reverse
 
 from executions.models import Execution, Step
 from messaging import messages
 from pipeline.consume import Outcome, consume
 from tests.factories import make_execution, make_workflow
-from tests.ui import api_client, member
+from tests.ui import api_client, member, staff_client
 from workflows.limits import Meter, OverBudget, pipe_message_limit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -170,6 +171,21 @@ def test_a_large_output_is_stored_once():
     body = api_client(user).get(f"/api/runs/{run.pk}/").json()
     assert body["output"] == {"steps": {"shape": {"blob": blob}}, "result": {"blob": blob}}
     assert body["steps"][0]["output"] == {"blob": blob}
+
+
+def test_the_runs_page_and_the_admin_show_the_output_put_together_from_the_steps(client):
+    user = member()
+    definition = {"steps": [{"id": "greet", "action": "transform", "config": {"output": {"hello": "unmistakable-7"}}}]}
+    run = run_inline(definition, user=user)
+    assert run.output == {"result_step": "greet"}
+
+    client.force_login(user)
+    page = client.get(reverse("frontend:run-detail", args=[run.pk])).content.decode()
+    operator = staff_client()[0]
+    admin = operator.get(f"/admin/executions/execution/{run.pk}/change/").content.decode()
+
+    for html in (page, admin):
+        assert "result" in html and "unmistakable-7" in html and "result_step" not in html
 
 
 def test_a_run_stored_before_outputs_were_stored_once_still_shows_its_output():
