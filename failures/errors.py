@@ -58,6 +58,12 @@ class OutputTooLarge(UserError):
         self.setting = setting
 
 
+class OutputNotStorable(UserError):
+    """A step's output holds what cannot be stored (a NUL character, a lone surrogate, a
+    non-finite number, nesting too deep): refused with where it is, not left to fail in
+    the database as the platform's error."""
+
+
 # --- a service the workflow called failed -------------------------------------------------
 class ExternalError(ConveyorError):
     error_type = ErrorType.EXTERNAL

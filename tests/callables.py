@@ -29,3 +29,8 @@ def spin(seconds: float) -> dict:
 def repeat(text: str, times: int) -> dict:
     """An output much larger than the config that asked for it."""
     return {"text": str(text) * int(times)}
+
+
+def unstorable(kind: str) -> dict:
+    """An output PostgreSQL cannot store: a NUL character or a NaN."""
+    return {"text": "a\x00b"} if kind == "nul" else {"ratio": float("nan")}

@@ -24,7 +24,15 @@ from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
 
 from failures.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, Classification, classify
-from failures.errors import EngineFault, InvalidDefinition, OutputTooLarge, RunDeadlineExceeded, StepConfigError
+from failures.errors import (
+    EngineFault,
+    InvalidDefinition,
+    OutputNotStorable,
+    OutputTooLarge,
+    RunDeadlineExceeded,
+    StepConfigError,
+)
+from workflows import payloads
 from workflows.actions.registry import END, Action, StepContext, UnknownAction, get_action
 from workflows.definitions import validate_definition
 from workflows.limits import RUN_SETTING, STEP_SETTING, Budget, Meter, OverBudget, run_output_limit, step_output_limit
@@ -36,6 +44,10 @@ MASK = "***"
 # The characters the HTTP action leaves unescaped in a URL path, so a secret placed in a
 # path is recognised in the form it is sent and echoed back in.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+# A step's output nests what it templates (one level per step that wraps the previous
+# one), so it is allowed deeper than inputs (CONVEYOR_JSON_MAX_DEPTH), well short of the
+# recursion limit of the walks that follow (scrubbing, storing, rendering the detail).
+OUTPUT_MAX_DEPTH = 256
 STEP_SUCCESS = "success"
 STEP_ERROR = "error"
 STEP_SKIPPED = "skipped"
@@ -296,9 +308,16 @@ def _run_step(
     limit = step_output_limit()
     try:
         # Counted without serialising (see workflows/limits.py); also refuses what JSON
-        # cannot hold, as json.dumps would.
+        # cannot hold, as json.dumps would. Within the limit, the walk below is bounded.
         size = meter.measure(output, limit)
+        payloads.check(output, "output", depth_limit=OUTPUT_MAX_DEPTH)
         target = action.next_target(step["config"], output)
+    except payloads.UnsafeJSON as unsafe:
+        unstorable = OutputNotStorable(f"step {step['id']!r}: its output cannot be stored: {unsafe}")
+        raise _StepError(unstorable, ORIGIN_STEP) from None
+    except RecursionError:
+        deep = OutputNotStorable(f"step {step['id']!r}: its output is nested too deep to be stored")
+        raise _StepError(deep, ORIGIN_STEP) from None
     except OverBudget as over:
         too_large = OutputTooLarge(
             f"step {step['id']!r}: its output would be more than {limit} bytes as JSON "
