@@ -39,6 +39,14 @@ def threshold_invariants(app_configs, **kwargs):
         errors.append(Error("CONVEYOR_REQUEUE_DELAY_S must be at most 900 (SQS DelaySeconds)", id="conveyor.E003"))
     if settings.HEARTBEAT_INTERVAL_S >= settings.RUN_DEADLINE_S:
         errors.append(Error("CONVEYOR_HEARTBEAT_INTERVAL_S must be below CONVEYOR_RUN_DEADLINE_S", id="conveyor.E004"))
+    if settings.MAX_RUN_OUTPUT_BYTES < settings.MAX_STEP_OUTPUT_BYTES:
+        errors.append(
+            Error(
+                f"CONVEYOR_MAX_RUN_OUTPUT_BYTES ({settings.MAX_RUN_OUTPUT_BYTES}) must be at least "
+                f"CONVEYOR_MAX_STEP_OUTPUT_BYTES ({settings.MAX_STEP_OUTPUT_BYTES}): a run holds at least one step",
+                id="conveyor.E005",
+            )
+        )
     return errors
 
 

@@ -242,6 +242,14 @@ MAX_STEPS_PER_WORKFLOW = env_int("CONVEYOR_MAX_STEPS_PER_WORKFLOW", 100, minimum
 # size of a workflow definition (as compact JSON).
 JSON_MAX_DEPTH = env_int("CONVEYOR_JSON_MAX_DEPTH", 32, minimum=4, maximum=200)
 MAX_DEFINITION_BYTES = env_int("CONVEYOR_MAX_DEFINITION_BYTES", 256 * 1024, minimum=1024)
+# What a run may produce (workflows/limits.py, docs/decisions/0010-input-and-output-limits.md):
+# one step's output (and its rendered config), and every step's output together, as compact
+# UTF-8 JSON. Checked while templates render, so a template that doubles its input each step
+# stops at the step that crosses the limit.
+MAX_STEP_OUTPUT_BYTES = env_int("CONVEYOR_MAX_STEP_OUTPUT_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+MAX_RUN_OUTPUT_BYTES = env_int(
+    "CONVEYOR_MAX_RUN_OUTPUT_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024
+)
 
 # --- Conveyor: observability (DESIGN.md §6, docs/decisions/0005-worker-metrics.md) ----
 METRICS_WINDOW_S = env_int("CONVEYOR_METRICS_WINDOW_S", 3600, minimum=60)
@@ -402,6 +410,13 @@ SPECTACULAR_SETTINGS = {
         "RunTriggerTypeEnum": "failures.statuses.TriggerType",
         "WorkflowTriggerTypeEnum": "workflows.triggers.WORKFLOW_TRIGGERS",
     },
+    # The answers DRF gives every view (401, 403, 404, 400, 415, 406) and the webhook intake
+    # (a plain Django view) are documented by hooks, so the schema lists every status.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "executions.api.schema.document_common_responses",
+        "scheduler.schema.document_webhook_intake",
+    ],
 }
 # Rate limits of the trigger, re-run and webhook endpoints are counted in this cache: the
 # in-process default multiplies a limit by the number of web processes, so production

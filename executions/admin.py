@@ -37,6 +37,7 @@ from django.views.decorators.http import require_POST
 
 from executions import presentation, queries, services
 from executions.models import Execution, Step, StepStatus, Transition
+from executions.outputs import run_output
 from executions.presentation import rerun_notice
 from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, CODE_CHOICES, ErrorCategory
 from failures.statuses import IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, status_for_error_type
@@ -617,9 +618,10 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="output")
     def output_display(self, obj: Execution) -> str:
-        if obj.output is None:
+        output = run_output(obj)  # from the step rows, where outputs are stored (executions/outputs.py)
+        if output is None:
             return "–"
-        return format_html('<pre style="margin:0">{}</pre>', json.dumps(obj.output, indent=2, sort_keys=True))
+        return format_html('<pre style="margin:0">{}</pre>', json.dumps(output, indent=2, sort_keys=True))
 
     # -- search: exact id, exact dispatch key, or workflow name, each through an index -------
     def get_search_results(self, request, queryset, search_term):

@@ -48,6 +48,22 @@ class InvalidDefinition(UserError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
+class OutputTooLarge(UserError):
+    """A step's output (or its config as rendered), or a run's outputs together, would pass
+    a size limit (workflows/limits.py). `setting` names the limit, `limit` its bytes."""
+
+    def __init__(self, message: str, *, limit: int, setting: str, step_id: str | None = None):
+        super().__init__(message, step_id=step_id)
+        self.limit = limit
+        self.setting = setting
+
+
+class OutputNotStorable(UserError):
+    """A step's output holds what cannot be stored (a NUL character, a lone surrogate, a
+    non-finite number, nesting too deep): refused with where it is, not left to fail in
+    the database as the platform's error."""
+
+
 # --- a service the workflow called failed -------------------------------------------------
 class ExternalError(ConveyorError):
     error_type = ErrorType.EXTERNAL

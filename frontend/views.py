@@ -31,6 +31,7 @@ from django.views.decorators.http import require_GET, require_POST
 from executions import presentation, queries, services
 from executions.api.throttling import TriggerRateThrottle
 from executions.models import Execution
+from executions.outputs import run_output
 from executions.presentation import rerun_notice
 from failures.statuses import ALL_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
 from tenancy.members import organization_of
@@ -166,9 +167,11 @@ def runs(request: HttpRequest) -> HttpResponse:
 
 # --- run detail and its refresh -------------------------------------------------------------
 def _run_context(run: Execution) -> dict:
+    steps = list(run.steps.all())
     return {
         "run": run,
-        "steps": list(run.steps.all()),
+        "steps": steps,
+        "output": run_output(run, steps),
         "explanation": presentation.explanation(run.status, run.error_type, run.error_code),
         "rerun_notice": rerun_notice(run),
         "is_terminal": run.is_terminal,

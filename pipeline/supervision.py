@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions.models import Execution, Step
+from executions.outputs import stored_form
 from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
 from failures.catalogue import Code
 from failures.classifier import Classification, system_fault
@@ -144,7 +145,8 @@ def complete(claimed: Claimed, output: Any) -> bool:
         actor=Actor.RUNTIME,
         expected=[S.RUNNING, S.SYSTEM_ERROR],
         claim_token=claimed.claim_token,
-        values={"output": output, **claimed.finishing(now)},
+        # The outputs are in the step rows already: the run keeps which one is its result.
+        values={"output": stored_form(output), **claimed.finishing(now)},
         now=now,
         log_context=claimed.log_context,
     )

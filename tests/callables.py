@@ -24,3 +24,13 @@ def spin(seconds: float) -> dict:
     while time.monotonic() < end:
         n += 1
     return {"spins": n}
+
+
+def repeat(text: str, times: int) -> dict:
+    """An output much larger than the config that asked for it."""
+    return {"text": str(text) * int(times)}
+
+
+def unstorable(kind: str) -> dict:
+    """An output PostgreSQL cannot store: a NUL character or a NaN."""
+    return {"text": "a\x00b"} if kind == "nul" else {"ratio": float("nan")}

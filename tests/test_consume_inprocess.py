@@ -8,6 +8,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from executions.models import Execution, Step, Transition
+from executions.outputs import run_output
 from failures.statuses import ExecutionStatus
 from messaging import messages
 from pipeline.consume import Outcome, consume
@@ -34,7 +35,7 @@ def test_a_claimed_run_executes_every_step_and_ends_success(runtime):
     assert _run(execution) == Outcome.CLAIMED
     execution.refresh_from_db()
     assert execution.status == S.SUCCESS, execution.error_message
-    assert execution.output["result"] == {"echo": 7}
+    assert run_output(execution)["result"] == {"echo": 7}
     assert list(Step.objects.filter(execution=execution).values_list("step_id", "status")) == [
         ("first", "success"),
         ("second", "success"),

@@ -42,3 +42,20 @@ def test_the_status_filter_offers_every_status_system_error_included(schema):
     (status,) = [p for p in schema["paths"]["/api/runs/"]["get"]["parameters"] if p["name"] == "status"]
     assert status["schema"]["items"]["enum"] == list(ALL_STATUSES)
     assert set(schema["paths"]["/api/workflows/{id}/runs/"]["post"]["responses"]) >= {"202", "503"}
+
+
+def test_the_webhook_intake_is_described_with_its_signature_and_every_answer(schema):
+    intake = schema["paths"]["/hooks/{token}/"]["post"]
+    assert intake["security"] == [{"webhookSignature": [], "webhookTimestamp": []}]
+    assert schema["components"]["securitySchemes"]["webhookSignature"]["name"] == "X-Conveyor-Signature"
+    assert [p["name"] for p in intake["parameters"]] == ["token", "X-Conveyor-Event-Id"]
+    assert set(intake["responses"]) == {"202", "400", "401", "404", "413", "415", "429", "503"}
+
+
+def test_the_answers_drf_gives_every_view_are_documented(schema):
+    runs = schema["paths"]["/api/runs/"]["get"]["responses"]
+    assert {"400", "401", "403", "404", "406"} <= set(runs)
+    create = schema["paths"]["/api/workflows/"]["post"]["responses"]
+    assert {"400", "415"} <= set(create)
+    detail = schema["components"]["schemas"]["RunDetail"]["properties"]["output"]
+    assert detail["nullable"] is True

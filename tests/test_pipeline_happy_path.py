@@ -4,6 +4,7 @@ import pytest
 
 from executions.enqueue import enqueue
 from executions.models import Step
+from executions.outputs import run_output
 from tests.e2e import moves, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -26,7 +27,7 @@ def test_a_manual_run_reaches_success_through_a_real_worker(pipeline, runtime):
 
     execution = wait_status(execution.pk)
     assert execution.status == "success", execution.error_message
-    assert execution.output["result"] == {"total": 42}
+    assert run_output(execution)["result"] == {"total": 42}
     assert list(Step.objects.filter(execution=execution).values_list("step_id", "status")) == [
         ("add", "success"),
         ("shape", "success"),

@@ -8,6 +8,7 @@ import pytest
 
 from executions.enqueue import enqueue
 from executions.models import Step, Transition
+from executions.outputs import run_output
 from tests.e2e import running_with_step, sleeping, supervisor_pids, wait_for, wait_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -28,7 +29,7 @@ def test_a_paused_supervisor_is_reaped_then_heals_to_success_counted_once(pipeli
         os.kill(pool_pid, signal.SIGCONT)
 
     healed = wait_status(execution.pk, {"success"}, timeout=20)
-    assert healed.error_code == "" and healed.output["result"] == {"slept": 0.5}
+    assert healed.error_code == "" and run_output(healed)["result"] == {"slept": 0.5}
     assert list(Step.objects.filter(execution=healed).values_list("status", flat=True)) == ["success"] * 3
     assert Transition.objects.filter(execution=healed, move="heal-late-success").count() == 1
     assert pipeline.metric("conveyor_self_heals_total", move="heal-late-success") == 1

@@ -24,9 +24,18 @@ from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
 
 from failures.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, Classification, classify
-from failures.errors import EngineFault, InvalidDefinition, RunDeadlineExceeded, StepConfigError
+from failures.errors import (
+    EngineFault,
+    InvalidDefinition,
+    OutputNotStorable,
+    OutputTooLarge,
+    RunDeadlineExceeded,
+    StepConfigError,
+)
+from workflows import payloads
 from workflows.actions.registry import END, Action, StepContext, UnknownAction, get_action
 from workflows.definitions import validate_definition
+from workflows.limits import RUN_SETTING, STEP_SETTING, Budget, Meter, OverBudget, run_output_limit, step_output_limit
 from workflows.templates import build_context, render
 
 logger = logging.getLogger(__name__)
@@ -35,6 +44,10 @@ MASK = "***"
 # The characters the HTTP action leaves unescaped in a URL path, so a secret placed in a
 # path is recognised in the form it is sent and echoed back in.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+# A step's output nests what it templates (one level per step that wraps the previous
+# one), so it is allowed deeper than inputs (CONVEYOR_JSON_MAX_DEPTH), well short of the
+# recursion limit of the walks that follow (scrubbing, storing, rendering the detail).
+OUTPUT_MAX_DEPTH = 256
 STEP_SUCCESS = "success"
 STEP_ERROR = "error"
 STEP_SKIPPED = "skipped"
@@ -154,8 +167,12 @@ class _StepError(Exception):
 def run_definition(definition: dict[str, Any], context: RunContext, recorder: StepRecorder) -> dict[str, Any]:
     """Run every step of `definition`; return {"steps": {id: output}, "result": last output}.
 
+    Each step's output, and every output together, must stay within the output limits
+    (workflows/limits.py): the step that would pass one fails as a user error naming it.
     Raises RunFailed (the failure's classification, scrubbed) or ClaimLost."""
     scrub = Scrubber(context.secrets)
+    run_limit = run_output_limit()
+    run_total = 0  # bytes of every successful step's output so far, as compact JSON
     steps = _load(definition, scrub)
     positions = {step["id"]: i for i, step in enumerate(steps)}
     raw_outputs: dict[str, Any] = {}  # unscrubbed: later templates may pass a secret on
@@ -177,11 +194,21 @@ def run_definition(definition: dict[str, Any], context: RunContext, recorder: St
             raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM)))
         _start(recorder, step_id, step["action"], i, scrub)
         try:
-            output, target = _run_step(step, context, raw_outputs, run_fields)
+            output, target, size = _run_step(step, context, raw_outputs, run_fields)
+            if run_total + size > run_limit:
+                too_much = OutputTooLarge(
+                    f"step {step_id!r}: its output ({size} bytes as JSON) would bring the run's outputs to "
+                    f"{run_total + size} bytes, more than the limit of {run_limit} set by {RUN_SETTING}",
+                    limit=run_limit,
+                    setting=RUN_SETTING,
+                    step_id=step_id,
+                )
+                raise _StepError(too_much, ORIGIN_STEP)
         except _StepError as failure:
             classification = scrub.classification(classify(failure.exc, failure.origin))
             _record_failure(recorder, step_id, classification)
             raise RunFailed(classification, step_id) from None
+        run_total += size
         raw_outputs[step_id] = output
         clean = scrub.value(output)
         try:
@@ -250,8 +277,9 @@ def _start(recorder: StepRecorder, step_id: str, action: str, position: int, scr
 
 def _run_step(
     step: dict[str, Any], context: RunContext, raw_outputs: dict[str, Any], run_fields: dict[str, Any]
-) -> tuple[Any, str | None]:
-    """Render, re-check and run one step. Returns (output, jump target or None)."""
+) -> tuple[Any, str | None, int]:
+    """Render, re-check and run one step. Returns (output, jump target or None, the
+    output's size as compact JSON)."""
     try:
         action: Action = get_action(step["action"])
         template_context = build_context(
@@ -260,8 +288,10 @@ def _run_step(
     except Exception as exc:
         raise _StepError(EngineFault(f"could not prepare step {step['id']!r}: {exc}"), ORIGIN_PLATFORM) from None
     try:
-        # Rendering is the workflow's: a missing path is a TemplateError (user).
-        config = render(step["config"], template_context)
+        # Rendering is the workflow's: a missing path is a TemplateError (user), a config
+        # that grows past the step limit an OutputTooLarge (user), raised while it grows.
+        meter = Meter()
+        config = render(step["config"], template_context, Budget(step_output_limit(), step_id=step["id"], meter=meter))
         problems = action.validate_config(config)
         if problems:
             raise StepConfigError("; ".join(f"config.{k}: {v}" for k, v in problems.items()))
@@ -275,13 +305,32 @@ def _run_step(
         output = action.run(config, step_ctx)
     except Exception as exc:
         raise _StepError(exc, ORIGIN_STEP) from None
+    limit = step_output_limit()
     try:
-        json.dumps(output)
+        # Counted without serialising (see workflows/limits.py); also refuses what JSON
+        # cannot hold, as json.dumps would. Within the limit, the walk below is bounded.
+        size = meter.measure(output, limit)
+        payloads.check(output, "output", depth_limit=OUTPUT_MAX_DEPTH)
         target = action.next_target(step["config"], output)
+    except payloads.UnsafeJSON as unsafe:
+        unstorable = OutputNotStorable(f"step {step['id']!r}: its output cannot be stored: {unsafe}")
+        raise _StepError(unstorable, ORIGIN_STEP) from None
+    except RecursionError:
+        deep = OutputNotStorable(f"step {step['id']!r}: its output is nested too deep to be stored")
+        raise _StepError(deep, ORIGIN_STEP) from None
+    except OverBudget as over:
+        too_large = OutputTooLarge(
+            f"step {step['id']!r}: its output would be more than {limit} bytes as JSON "
+            f"(at least {over.at_least}), the limit set by {STEP_SETTING}",
+            limit=limit,
+            setting=STEP_SETTING,
+            step_id=step["id"],
+        )
+        raise _StepError(too_large, ORIGIN_STEP) from None
     except Exception as exc:
         fault = EngineFault(f"action {step['action']!r} returned an unusable output: {exc}")
         raise _StepError(fault, ORIGIN_PLATFORM) from None
-    return output, target
+    return output, target, size
 
 
 def _record_failure(recorder: StepRecorder, step_id: str, classification: Classification) -> None:

@@ -73,10 +73,13 @@ def _problems(value: Any, path: str, depth: int, limit: int) -> Iterator[tuple[s
             yield from _problems(item, _join(path, index), depth + 1, limit)
 
 
-def check(value: Any, path: str = "") -> None:
-    """Raise UnsafeJSON with every problem of `value` (an already parsed document)."""
+def check(value: Any, path: str = "", *, depth_limit: int | None = None) -> None:
+    """Raise UnsafeJSON with every problem of `value` (an already parsed document).
+    `depth_limit` replaces CONVEYOR_JSON_MAX_DEPTH (a step's output nests the outputs it
+    templates, so it may legitimately be deeper than any input)."""
     errors: dict[str, str] = {}
-    for where, problem in _problems(value, path, 1, max_depth()):
+    limit = max_depth() if depth_limit is None else depth_limit
+    for where, problem in _problems(value, path, 1, limit):
         errors.setdefault(where, problem)
         if len(errors) >= 20:  # enough to fix; a hostile document may have millions
             break

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from failures.errors import TemplateError
+from workflows.limits import Budget
 
 ROOTS: tuple[str, ...] = ("input", "steps", "secrets", "run")
 RUN_FIELDS: tuple[str, ...] = ("id", "workflow_id", "organization_id")
@@ -189,27 +190,55 @@ def resolve(ref: Reference, context: Mapping[str, Any]) -> Any:
     return current
 
 
-def _stringify(value: Any) -> str:
+def _stringify(value: Any, budget: Budget | None = None) -> str:
     if isinstance(value, str):
         return value
+    if budget is not None:
+        # Measured first: serialising a value built of shared references is the very
+        # exponential work the budget is there to refuse.
+        budget.size_of(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def render_string(text: str, context: Mapping[str, Any]) -> Any:
+def render_string(text: str, context: Mapping[str, Any], budget: Budget | None = None) -> Any:
     if _OPEN not in text:
+        if budget is not None:
+            budget.charge_value(text)
         return text
     parts = parse(text)
     if len(parts) == 1 and isinstance(parts[0], Reference):
-        return resolve(parts[0], context)
-    return "".join(part if isinstance(part, str) else _stringify(resolve(part, context)) for part in parts)
+        value = resolve(parts[0], context)
+        if budget is not None:
+            budget.charge_value(value)
+        return value
+    pieces: list[str] = []
+    for part in parts:
+        piece = part if isinstance(part, str) else _stringify(resolve(part, context), budget)
+        if budget is not None and len(piece) > budget.remaining:
+            # A character takes at least one byte: this piece alone passes the budget.
+            raise budget.exceeded(budget.used + len(piece))
+        pieces.append(piece)
+    rendered = "".join(pieces)
+    if budget is not None:
+        budget.charge_value(rendered)
+    return rendered
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string in a JSON value (recursively through dicts and lists)."""
+def render(value: Any, context: Mapping[str, Any], budget: Budget | None = None) -> Any:
+    """Render every string in a JSON value (recursively through dicts and lists).
+
+    With a `budget`, the size of the result as JSON is counted while it is built, and
+    rendering stops with OutputTooLarge as soon as it passes the budget (workflows/limits.py)."""
     if isinstance(value, str):
-        return render_string(value, context)
+        return render_string(value, context, budget)
     if isinstance(value, Mapping):
-        return {key: render(item, context) for key, item in value.items()}
+        if budget is not None:
+            budget.charge(2 + max(0, len(value) - 1) + sum(budget.size_of(str(key)) + 1 for key in value))
+        return {key: render(item, context, budget) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, context) for item in value]
+        if budget is not None:
+            budget.charge(2 + max(0, len(value) - 1))
+        return [render(item, context, budget) for item in value]
+    if budget is not None:
+        budget.charge_value(value)
     return value

@@ -4,6 +4,8 @@ drf-spectacular documents each of them in the OpenAPI schema."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from drf_spectacular.utils import extend_schema_field
@@ -41,17 +43,44 @@ class StatusesFilter(django_filters.Filter):
         return qs.filter(status__in=value) if value else qs
 
 
+# Ids are PostgreSQL bigints: a larger number would reach the database and fail there.
+MAX_ID = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(django_filters.NumberFilter):
+    """A whole number within the id range (NumberFilter alone takes any decimal)."""
+
+    field_class = forms.IntegerField
+
+
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, turned into UTC: PostgreSQL refuses offsets beyond ±15:59
+    that Python accepts (a 500 otherwise), and a date near year 1 may have no UTC."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None or parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("is outside the dates that can be stored", code="invalid") from None
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
+
+
 class RunFilter(django_filters.FilterSet):
     status = StatusesFilter()
-    workflow = django_filters.NumberFilter(field_name="workflow_id", min_value=1, help_text="a workflow's id")
+    workflow = IdFilter(field_name="workflow_id", min_value=1, max_value=MAX_ID, help_text="a workflow's id")
     trigger_type = django_filters.ChoiceFilter(choices=TriggerType.choices)
     error_code = django_filters.ChoiceFilter(choices=CODE_CHOICES, help_text="a system error's code")
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UTCDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="created at or after (ISO 8601)"
     )
-    created_before = django_filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="lt", help_text="created before (ISO 8601)"
-    )
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt", help_text="created before (ISO 8601)")
 
     class Meta:
         model = Execution

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions.models import Execution, Step
+from executions.outputs import run_output
 from executions.presentation import rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
 from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
@@ -184,6 +185,7 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class RunDetailSerializer(RunSerializer):
+    output = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
     rerun_notice = serializers.SerializerMethodField()
 
@@ -193,6 +195,17 @@ class RunDetailSerializer(RunSerializer):
 
     def get_rerun_notice(self, obj: Execution) -> str:
         return rerun_notice(obj)
+
+    @extend_schema_field(
+        {
+            "nullable": True,
+            "description": 'the run\'s output, {"steps": {step id: output}, "result": the last output}; '
+            "null until the run succeeds",
+        }
+    )
+    def get_output(self, obj: Execution) -> object:
+        # Put together from the step rows, where each output is stored (executions/outputs.py).
+        return run_output(obj, obj.steps.all())
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:

@@ -42,6 +42,7 @@ from django.db import connections
 from devtools.management.commands.bootstrap import EXAMPLE_INPUT, EXAMPLE_WORKFLOW_NAME
 from devtools.procs import ProcStat, descendants_of, is_alive
 from executions.enqueue import EnqueueFailed, enqueue
+from executions.outputs import run_output
 from failures.statuses import TERMINAL, ExecutionStatus
 from messaging import queue
 from workflows.models import Workflow
@@ -506,7 +507,7 @@ class Command(BaseCommand):
             )
             return
         if execution.status == ExecutionStatus.SUCCESS:
-            output = execution.output
+            output = run_output(execution)
             result = output.get("result", output) if isinstance(output, dict) else output
             self.say(f"[platform] example run {execution.id} ended: success (result {result})", self.style.SUCCESS)
         else:
