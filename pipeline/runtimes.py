@@ -49,7 +49,7 @@ from executions.models import Execution
 from executions.transitions import touch_heartbeat
 from failures import faults
 from failures.catalogue import Code
-from failures.classifier import ORIGIN_PLATFORM, Classification, classify, system_fault
+from failures.classifier import ORIGIN_PLATFORM, ORIGIN_STEP, Classification, classify, system_fault
 from failures.errors import DispatchError, RunDeadlineExceeded, RuntimeSpawnError, SystemFault
 from pipeline.forkserver import ForkServer, ForkServerError, die_with_parent, sealed_environment
 from pipeline.supervision import (
@@ -62,6 +62,7 @@ from pipeline.supervision import (
     with_db_retry,
 )
 from workflows.engine import ClaimLost, RunContext, RunFailed, run_definition
+from workflows.limits import pipe_message_limit, pipe_overflow_error
 from workflows.runtime_settings import settings as runtime_settings
 
 logger = logging.getLogger("conveyor.runtime")
@@ -352,9 +353,14 @@ def start_child() -> _Child:
 class _ChildChannel:
     """Line-delimited JSON over the child's pipes."""
 
-    def __init__(self, child: _Child):
+    def __init__(self, child: _Child, max_line_bytes: int):
         self.child = child
-        self.buffer = b""
+        # Chunks of the unterminated line: joining once per line, not once per read, keeps a
+        # large output linear to receive.
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.max_line_bytes = max_line_bytes
+        self.overflowed = False
         self.closed = False
 
     def send(self, message: dict) -> None:
@@ -375,9 +381,19 @@ class _ChildChannel:
         if not chunk:
             self.closed = True
             return []
-        self.buffer += chunk
-        lines = self.buffer.split(b"\n")
-        self.buffer = lines.pop()
+        if b"\n" not in chunk:
+            self.pending.append(chunk)
+            self.pending_bytes += len(chunk)
+            if self.pending_bytes > self.max_line_bytes:
+                # A child that kept the engine's output limits never writes a line this long:
+                # stop reading rather than buffer without bound.
+                self.overflowed = True
+                self.closed = True
+                self.pending = []
+            return []
+        lines = (b"".join(self.pending) + chunk).split(b"\n")
+        tail = lines.pop()
+        self.pending, self.pending_bytes = ([tail], len(tail)) if tail else ([], 0)
         messages = []
         for line in lines:
             if line.strip():
@@ -446,9 +462,10 @@ def _heartbeat(claimed: Claimed) -> bool:
 
 
 def _supervise(proc: _Child, claimed: Claimed, payload: dict) -> None:
-    channel = _ChildChannel(proc)
+    channel = _ChildChannel(proc, max_line_bytes=pipe_message_limit())
     channel.send(payload)
     recorder = DatabaseStepRecorder(claimed)
+    last_started_step: str | None = None
     flag = _ShutdownFlag()
     started = time.monotonic()
     deadline = started + claimed.deadline_seconds
@@ -486,6 +503,7 @@ def _supervise(proc: _Child, claimed: Claimed, payload: dict) -> None:
                 if kind == "ready":
                     ready = True
                 elif kind == "step_start":
+                    last_started_step = message["step_id"]
                     ok = recorder.start_step(message["step_id"], message["action"], int(message["position"]))
                     channel.send({"type": "step_ack", "ok": ok})
                 elif kind == "step_finish":
@@ -504,6 +522,10 @@ def _supervise(proc: _Child, claimed: Claimed, payload: dict) -> None:
                     return
                 elif kind == "claim_lost":
                     return
+            if channel.overflowed:
+                _kill(proc)
+                record_failure(claimed, classify(pipe_overflow_error(last_started_step), ORIGIN_STEP))
+                return
             if channel.closed:
                 code = proc.wait(timeout=5)
                 if code is None:

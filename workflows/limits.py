@@ -18,9 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
-
 from failures.errors import OutputTooLarge
+from workflows.runtime_settings import settings
 
 STEP_SETTING = "CONVEYOR_MAX_STEP_OUTPUT_BYTES"
 RUN_SETTING = "CONVEYOR_MAX_RUN_OUTPUT_BYTES"
