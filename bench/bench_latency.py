@@ -238,7 +238,7 @@ def _child_times(start: str, n: int) -> tuple[list[float], list[float]]:
     """(start → ready, start → result) of `n` children started the `start` way."""
     from django.test import override_settings
 
-    from pipeline.runtimes import _ChildChannel, _kill, start_child
+    from pipeline.runtimes import _ChildChannel, start_child
     from workflows.runtime_settings import settings as runtime_settings
 
     payload = {
@@ -265,8 +265,7 @@ def _child_times(start: str, n: int) -> tuple[list[float], list[float]]:
                         done = time.monotonic() - t0
                 if channel.closed and done is None:
                     raise RuntimeError(f"child ended without a result: {child.stderr.read()!r}")
-            _kill(child)
-            child.close()
+            child.release()
             if i >= 2:  # the first two warm the fork server and the page cache
                 ready_times.append(ready or done)
                 result_times.append(done)
