@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -139,6 +142,49 @@ def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int, pro
     return result
 
 
+def start_profile(pipeline: BenchPipeline, path: Path) -> subprocess.Popen:
+    """py-spy sampling the worker's whole process tree (main, pool processes, fork
+    servers, children) in raw (collapsed stacks) form, until stopped."""
+    worker = pipeline.processes.started[-1]
+    py_spy = Path(sys.executable).parent / "py-spy"
+    command = [str(py_spy), "record", "--pid", str(worker.pid), "--subprocesses", "--idle", "--nonblocking"]
+    command += ["--rate", "40", "--format", "raw", "--output", str(path)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(profiler: subprocess.Popen, path: Path, top: int = 12) -> None:
+    """Stop py-spy and print where the samples went: by process kind, by idle or busy, and
+    the busy leaf frames."""
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)
+    kinds: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for raw in path.read_text().splitlines():
+        stack, _, count = raw.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        process = frames[0]
+        kind = (
+            "fork server / isolated child"
+            if "pipeline.forkserver" in process
+            else "runtime child (spawn)"
+            if "runtime_child" in process
+            else "worker (main and pool processes)"
+        )
+        idle = any(name in frames[-1] for name in ("select", "sleep", "wait", "poll", "recv", "read ("))
+        kinds[f"{kind}, {'idle' if idle else 'busy'}"] += int(count)
+        if not idle:
+            leaves[frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1]] += int(count)
+    total = sum(kinds.values()) or 1
+    print(f"\n  py-spy profile of the worker tree during the isolated phase ({path}):")
+    for kind, count in kinds.most_common():
+        print(f"    {100 * count / total:5.1f}%  {kind}")
+    print("    busiest leaf frames:")
+    for frame, count in leaves.most_common(top):
+        print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+
+
 def restart_worker(pipeline: BenchPipeline, concurrency: int, **env: str) -> None:
     """Replace the bench's worker by one with `env` on top (same queues, same concurrency)."""
     for process in pipeline.processes.started:
@@ -157,6 +203,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--producers", type=int, default=4, help="publishing threads (web processes, beat...)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the isolated phase into this file")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -166,7 +213,10 @@ def main() -> None:
         measure_bare(pipeline, 20, args.window, args.producers)  # warm-up
         baseline = measure_bare(pipeline, args.n, args.window, args.producers)
         inline = measure_runs(pipeline, args.n, "inline", args.window, args.producers)
+        profiler = start_profile(pipeline, args.profile) if args.profile else None
         isolated = measure_runs(pipeline, args.isolated_n, "isolated", args.window, args.producers)
+        if profiler is not None:
+            stop_profile(profiler, args.profile)
         if args.spawn_n:
             restart_worker(pipeline, args.concurrency, CONVEYOR_ISOLATED_START="spawn")
             spawned = measure_runs(pipeline, args.spawn_n, "isolated", args.window, args.producers)
