@@ -94,13 +94,13 @@ class Api:
     def one_run(self, workflow_id: int) -> tuple[float, float]:
         """(trigger → terminal answer of the wait endpoint, created → finished as stored)."""
         started = time.monotonic()
-        run = self.call("POST", f"/api/workflows/{workflow_id}/runs/", {})
-        detail = self.call("GET", f"/api/runs/{run['id']}/wait/?timeout=30")
+        run_id = self.call("POST", f"/api/workflows/{workflow_id}/runs/", {})["run_id"]
+        detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
         while detail["status"] not in ("success", "error", "system_error", "cancelled", "skipped"):
-            detail = self.call("GET", f"/api/runs/{run['id']}/wait/?timeout=30")
+            detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
         elapsed = time.monotonic() - started
         if detail["status"] != "success":
-            raise RuntimeError(f"run {run['id']} ended {detail['status']}: {detail.get('error')}")
+            raise RuntimeError(f"run {run_id} ended {detail['status']}: {detail.get('error')}")
         from datetime import datetime
 
         stored = (
@@ -308,26 +308,24 @@ def main() -> None:
     parser.add_argument("--only", choices=["postgres", "sqlite", "spawn"], default=None)
     args = parser.parse_args()
     _ensure_database()
-    sections = []
+    # Each section is printed as soon as it is measured (a later one may fail).
     if args.only in (None, "spawn"):
-        results = bench_spawn(args.n)
-        sections.append(("Spawn time of an isolated child (this process, no queue, no database)", results, None))
+        show("Spawn time of an isolated child (this process, no queue, no database)", bench_spawn(args.n), None)
     if args.only in (None, "sqlite"):
         sqlite = bench_sqlite(args.n)
-        sections.append(
-            ("Embedded platform (SQLite): trigger → success", [r for pair in sqlite.values() for r in pair], sqlite)
-        )
+        show("Embedded platform (SQLite): trigger → success", [r for p in sqlite.values() for r in p], sqlite)
     if args.only in (None, "postgres"):
         postgres = bench_postgres(args.n)
-        sections.append(
-            ("PostgreSQL, prefork x2: trigger → success", [r for pair in postgres.values() for r in pair], postgres)
-        )
-    for title, results, pairs in sections:
-        print(f"\n{title}")
-        for result in results:
-            print(line(result))
-        if pairs:
-            _print_ratios(pairs)
+        show("PostgreSQL, prefork x2: trigger → success", [r for p in postgres.values() for r in p], postgres)
+
+
+def show(title: str, results: list[dict], pairs: dict[str, tuple[dict, dict]] | None) -> None:
+    print(f"\n{title}")
+    for result in results:
+        print(line(result))
+    if pairs:
+        _print_ratios(pairs)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
