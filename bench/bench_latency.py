@@ -39,6 +39,8 @@ from bench.bench_pipeline import _ensure_database  # noqa: E402  (creates the be
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOOP = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"ok": True}}}]}
 RUNTIMES = ("inline", "isolated")
+# The trigger endpoint's per-user rate limit (60/minute) would answer 429 mid-benchmark.
+ENV = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_TRIGGER_RATE": "100000/minute"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,7 +149,7 @@ def bench_postgres(n: int) -> dict[str, tuple[dict, dict]]:
         for rt in RUNTIMES
     }
     results: dict[str, tuple[dict, dict]] = {}
-    env = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
+    env = {**ENV, "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
     for start in ("forkserver", "spawn"):
         with BenchPipeline(concurrency=2, extra_env={**env, "CONVEYOR_ISOLATED_START": start}) as pipeline:
             port = free_port()
@@ -189,7 +191,7 @@ def bench_sqlite(n: int) -> dict[str, tuple[dict, dict]]:
 
     var = tempfile.mkdtemp(prefix="conveyor-bench-embedded-")
     base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    base_env.update({"CONVEYOR_EMBEDDED": "1", "CONVEYOR_VAR_DIR": var, "CONVEYOR_LOG_LEVEL": "WARNING"})
+    base_env.update({"CONVEYOR_EMBEDDED": "1", "CONVEYOR_VAR_DIR": var, **ENV})
     results: dict[str, tuple[dict, dict]] = {}
     for start in ("forkserver", "spawn"):
         env = {**base_env, "CONVEYOR_ISOLATED_START": start}
