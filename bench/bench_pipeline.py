@@ -147,14 +147,16 @@ def start_profile(pipeline: BenchPipeline, path: Path) -> subprocess.Popen:
     servers, children) in raw (collapsed stacks) form, until stopped."""
     worker = pipeline.processes.started[-1]
     py_spy = Path(sys.executable).parent / "py-spy"
-    command = [str(py_spy), "record", "--pid", str(worker.pid), "--subprocesses", "--idle", "--nonblocking"]
+    # Without --idle: only samples of threads on the CPU, so the shares are CPU time.
+    command = [str(py_spy), "record", "--pid", str(worker.pid), "--subprocesses", "--nonblocking"]
     command += ["--rate", "40", "--format", "raw", "--output", str(path)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_profile(profiler: subprocess.Popen, path: Path, top: int = 12) -> None:
-    """Stop py-spy and print where the samples went: by process kind, by idle or busy, and
-    the busy leaf frames."""
+    """Stop py-spy and print where the CPU samples went: by process (the innermost
+    `process` frame: worker main or pool process, fork server, forked child) and the
+    busiest leaf frames."""
     profiler.send_signal(signal.SIGINT)
     profiler.wait(timeout=60)
     kinds: Counter[str] = Counter()
@@ -164,20 +166,22 @@ def stop_profile(profiler: subprocess.Popen, path: Path, top: int = 12) -> None:
         if not count.isdigit():
             continue
         frames = stack.split(";")
-        process = frames[0]
-        kind = (
-            "fork server / isolated child"
-            if "pipeline.forkserver" in process
-            else "runtime child (spawn)"
-            if "runtime_child" in process
-            else "worker (main and pool processes)"
-        )
-        idle = any(name in frames[-1] for name in ("select", "sleep", "wait", "poll", "recv", "read ("))
-        kinds[f"{kind}, {'idle' if idle else 'busy'}"] += int(count)
-        if not idle:
-            leaves[frames[-1].split(" (")[0] + " (" + frames[-1].split(" (")[-1]] += int(count)
+        processes = [f for f in frames if f.startswith("process ")]
+        code = [f for f in frames if not f.startswith(("process ", "thread "))]
+        depth = len(processes)
+        if "pipeline.forkserver" in processes[-1]:
+            # The server's own loop, or a child it forked (the same command line, one deeper).
+            in_child = any("_become_child" in f for f in code)
+            kind = "isolated child (forked)" if in_child else "fork server"
+        elif depth <= 1:
+            kind = "worker main process"
+        else:
+            kind = "pool process (supervisor / inline runs)"
+        kinds[kind] += int(count)
+        if code:
+            leaves[code[-1]] += int(count)
     total = sum(kinds.values()) or 1
-    print(f"\n  py-spy profile of the worker tree during the isolated phase ({path}):")
+    print(f"\n  py-spy CPU samples of the worker tree during the isolated phase ({path}, {total} samples):")
     for kind, count in kinds.most_common():
         print(f"    {100 * count / total:5.1f}%  {kind}")
     print("    busiest leaf frames:")
