@@ -39,6 +39,8 @@ from bench.bench_pipeline import _ensure_database  # noqa: E402  (creates the be
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOOP = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"ok": True}}}]}
 RUNTIMES = ("inline", "isolated")
+# The trigger endpoint's per-user rate limit (60/minute) would answer 429 mid-benchmark.
+ENV = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_TRIGGER_RATE": "100000/minute"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,13 +96,13 @@ class Api:
     def one_run(self, workflow_id: int) -> tuple[float, float]:
         """(trigger → terminal answer of the wait endpoint, created → finished as stored)."""
         started = time.monotonic()
-        run = self.call("POST", f"/api/workflows/{workflow_id}/runs/", {})
-        detail = self.call("GET", f"/api/runs/{run['id']}/wait/?timeout=30")
+        run_id = self.call("POST", f"/api/workflows/{workflow_id}/runs/", {})["run_id"]
+        detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
         while detail["status"] not in ("success", "error", "system_error", "cancelled", "skipped"):
-            detail = self.call("GET", f"/api/runs/{run['id']}/wait/?timeout=30")
+            detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
         elapsed = time.monotonic() - started
         if detail["status"] != "success":
-            raise RuntimeError(f"run {run['id']} ended {detail['status']}: {detail.get('error')}")
+            raise RuntimeError(f"run {run_id} ended {detail['status']}: {detail.get('error')}")
         from datetime import datetime
 
         stored = (
@@ -147,7 +149,7 @@ def bench_postgres(n: int) -> dict[str, tuple[dict, dict]]:
         for rt in RUNTIMES
     }
     results: dict[str, tuple[dict, dict]] = {}
-    env = {"CONVEYOR_LOG_LEVEL": "WARNING", "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
+    env = {**ENV, "CONVEYOR_SQS_POLLING_INTERVAL": "0"}
     for start in ("forkserver", "spawn"):
         with BenchPipeline(concurrency=2, extra_env={**env, "CONVEYOR_ISOLATED_START": start}) as pipeline:
             port = free_port()
@@ -189,7 +191,7 @@ def bench_sqlite(n: int) -> dict[str, tuple[dict, dict]]:
 
     var = tempfile.mkdtemp(prefix="conveyor-bench-embedded-")
     base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    base_env.update({"CONVEYOR_EMBEDDED": "1", "CONVEYOR_VAR_DIR": var, "CONVEYOR_LOG_LEVEL": "WARNING"})
+    base_env.update({"CONVEYOR_EMBEDDED": "1", "CONVEYOR_VAR_DIR": var, **ENV})
     results: dict[str, tuple[dict, dict]] = {}
     for start in ("forkserver", "spawn"):
         env = {**base_env, "CONVEYOR_ISOLATED_START": start}
@@ -238,7 +240,7 @@ def _child_times(start: str, n: int) -> tuple[list[float], list[float]]:
     """(start → ready, start → result) of `n` children started the `start` way."""
     from django.test import override_settings
 
-    from pipeline.runtimes import _ChildChannel, _kill, start_child
+    from pipeline.runtimes import _ChildChannel, start_child
     from workflows.runtime_settings import settings as runtime_settings
 
     payload = {
@@ -265,8 +267,7 @@ def _child_times(start: str, n: int) -> tuple[list[float], list[float]]:
                         done = time.monotonic() - t0
                 if channel.closed and done is None:
                     raise RuntimeError(f"child ended without a result: {child.stderr.read()!r}")
-            _kill(child)
-            child.close()
+            child.release()
             if i >= 2:  # the first two warm the fork server and the page cache
                 ready_times.append(ready or done)
                 result_times.append(done)
@@ -309,26 +310,24 @@ def main() -> None:
     parser.add_argument("--only", choices=["postgres", "sqlite", "spawn"], default=None)
     args = parser.parse_args()
     _ensure_database()
-    sections = []
+    # Each section is printed as soon as it is measured (a later one may fail).
     if args.only in (None, "spawn"):
-        results = bench_spawn(args.n)
-        sections.append(("Spawn time of an isolated child (this process, no queue, no database)", results, None))
+        show("Spawn time of an isolated child (this process, no queue, no database)", bench_spawn(args.n), None)
     if args.only in (None, "sqlite"):
         sqlite = bench_sqlite(args.n)
-        sections.append(
-            ("Embedded platform (SQLite): trigger → success", [r for pair in sqlite.values() for r in pair], sqlite)
-        )
+        show("Embedded platform (SQLite): trigger → success", [r for p in sqlite.values() for r in p], sqlite)
     if args.only in (None, "postgres"):
         postgres = bench_postgres(args.n)
-        sections.append(
-            ("PostgreSQL, prefork x2: trigger → success", [r for pair in postgres.values() for r in pair], postgres)
-        )
-    for title, results, pairs in sections:
-        print(f"\n{title}")
-        for result in results:
-            print(line(result))
-        if pairs:
-            _print_ratios(pairs)
+        show("PostgreSQL, prefork x2: trigger → success", [r for p in postgres.values() for r in p], postgres)
+
+
+def show(title: str, results: list[dict], pairs: dict[str, tuple[dict, dict]] | None) -> None:
+    print(f"\n{title}")
+    for result in results:
+        print(line(result))
+    if pairs:
+        _print_ratios(pairs)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

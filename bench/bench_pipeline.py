@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -139,6 +142,53 @@ def measure_runs(pipeline: BenchPipeline, n: int, runtime: str, window: int, pro
     return result
 
 
+def start_profile(pipeline: BenchPipeline, path: Path) -> subprocess.Popen:
+    """py-spy sampling the worker's whole process tree (main, pool processes, fork
+    servers, children) in raw (collapsed stacks) form, until stopped."""
+    worker = pipeline.processes.started[-1]
+    py_spy = Path(sys.executable).parent / "py-spy"
+    # Without --idle: only samples of threads on the CPU, so the shares are CPU time.
+    command = [str(py_spy), "record", "--pid", str(worker.pid), "--subprocesses", "--nonblocking"]
+    command += ["--rate", "40", "--format", "raw", "--output", str(path)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(profiler: subprocess.Popen, path: Path, top: int = 12) -> None:
+    """Stop py-spy and print where the CPU samples went: by process (the innermost
+    `process` frame: worker main or pool process, fork server, forked child) and the
+    busiest leaf frames."""
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)
+    kinds: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for raw in path.read_text().splitlines():
+        stack, _, count = raw.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        processes = [f for f in frames if f.startswith("process ")]
+        code = [f for f in frames if not f.startswith(("process ", "thread "))]
+        depth = len(processes)
+        if "pipeline.forkserver" in processes[-1]:
+            # The server's own loop, or a child it forked (the same command line, one deeper).
+            in_child = any("_become_child" in f for f in code)
+            kind = "isolated child (forked)" if in_child else "fork server"
+        elif depth <= 1:
+            kind = "worker main process"
+        else:
+            kind = "pool process (supervisor / inline runs)"
+        kinds[kind] += int(count)
+        if code:
+            leaves[code[-1]] += int(count)
+    total = sum(kinds.values()) or 1
+    print(f"\n  py-spy CPU samples of the worker tree during the isolated phase ({path}, {total} samples):")
+    for kind, count in kinds.most_common():
+        print(f"    {100 * count / total:5.1f}%  {kind}")
+    print("    busiest leaf frames:")
+    for frame, count in leaves.most_common(top):
+        print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+
+
 def restart_worker(pipeline: BenchPipeline, concurrency: int, **env: str) -> None:
     """Replace the bench's worker by one with `env` on top (same queues, same concurrency)."""
     for process in pipeline.processes.started:
@@ -157,6 +207,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--producers", type=int, default=4, help="publishing threads (web processes, beat...)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the isolated phase into this file")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -166,7 +217,10 @@ def main() -> None:
         measure_bare(pipeline, 20, args.window, args.producers)  # warm-up
         baseline = measure_bare(pipeline, args.n, args.window, args.producers)
         inline = measure_runs(pipeline, args.n, "inline", args.window, args.producers)
+        profiler = start_profile(pipeline, args.profile) if args.profile else None
         isolated = measure_runs(pipeline, args.isolated_n, "isolated", args.window, args.producers)
+        if profiler is not None:
+            stop_profile(profiler, args.profile)
         if args.spawn_n:
             restart_worker(pipeline, args.concurrency, CONVEYOR_ISOLATED_START="spawn")
             spawned = measure_runs(pipeline, args.spawn_n, "isolated", args.window, args.producers)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import gc
 import importlib
 import json
 import os
@@ -91,6 +92,7 @@ class ForkServer:
         self.sock: socket.socket | None = None
         self.owner = 0
         self.exits: dict[int, int] = {}
+        self.forgotten: set[int] = set()  # children whose exit nobody will ask for
 
     @property
     def pid(self) -> int | None:
@@ -126,7 +128,7 @@ class ForkServer:
             raise ForkServerError(f"could not start the fork server: {exc}") from exc
         finally:
             theirs.close()
-        self.sock, self.owner, self.exits = ours, parent, {}
+        self.sock, self.owner, self.exits, self.forgotten = ours, parent, {}, set()
         message = self._receive(self.start_timeout, want=lambda m: "ready" in m)
         if message is None:
             code = self.proc.poll()
@@ -172,6 +174,12 @@ class ForkServer:
             return None
         return self.exits.pop(pid, None)
 
+    def forget(self, pid: int) -> None:
+        """Nobody will ask for `pid`'s exit status: drop it when it comes (the run is over
+        and written; waiting for the notice would only delay the pool process)."""
+        if self.exits.pop(pid, None) is None:
+            self.forgotten.add(pid)
+
     def _receive(self, timeout: float, want: Callable[[dict], bool]) -> dict | None:
         """Read messages until one `want`s it (exit notices are kept on the way)."""
         deadline = time.monotonic() + timeout
@@ -194,7 +202,11 @@ class ForkServer:
                 return None
             message = json.loads(data)
             if "exit" in message:
-                self.exits[int(message["exit"])] = int(message["code"])
+                pid = int(message["exit"])
+                if pid in self.forgotten:
+                    self.forgotten.discard(pid)
+                else:
+                    self.exits[pid] = int(message["code"])
             if want(message):
                 return message
         return None
@@ -264,6 +276,10 @@ def _become_child(request: dict, fds: list[int], server_pid: int, keep: list[soc
 
 
 def serve(sock: socket.socket, parent_pid: int) -> None:
+    # What is loaded now is shared by every child: move it out of the collector's reach,
+    # so a collection in a child does not write to (and so copy) every page of it.
+    gc.collect()
+    gc.freeze()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -205,6 +205,12 @@ class _Child:
             with contextlib.suppress(OSError, ValueError):
                 handle.close()
 
+    def release(self) -> None:
+        """The run is over (and written): make sure the child is gone, free its handles."""
+        self.kill()
+        self.wait(timeout=10)
+        self.close()
+
 
 class _SpawnedChild(_Child):
     """A fresh interpreter per run (CONVEYOR_ISOLATED_START=spawn: the baseline)."""
@@ -248,6 +254,14 @@ class _ForkedChild(_Child):
         if self.code is None:
             self.code = self.server.exit_code(self.pid, timeout)
         return self.code
+
+    def release(self) -> None:
+        # Killed through the pidfd; its exit status is no longer needed, so the pool
+        # process does not wait for the fork server's notice before its next run.
+        self.kill()
+        if self.code is None:
+            self.server.forget(self.pid)
+        self.close()
 
     def close(self) -> None:
         super().close()
@@ -446,8 +460,7 @@ def run_isolated(claimed: Claimed) -> None:
     try:
         _supervise(child, claimed, payload)
     finally:
-        _kill(child)
-        child.close()
+        child.release()
 
 
 def _heartbeat(claimed: Claimed) -> bool:
