@@ -17,7 +17,12 @@ its authentication and the workflow's lookup. Measured on main's code before iss
     1 step : run writes 22 round trips (12 statements, 5 transactions), API request +4
     2 steps: run writes 30 round trips (16 statements, 7 transactions)
 
-Part 2, the wait endpoint. A request waits on a running run in a thread (test client,
+and after (docs/decisions/0016: one statement per write, no transaction):
+
+    1 step : run writes  6 round trips (6 statements, 0 transactions), API request +4
+    2 steps: run writes  8 round trips (8 statements, 0 transactions)
+
+Part 2, the wait endpoint. A request waits on a pending run in a thread (test client,
 in-process) while this thread writes the run's terminal status through the status
 writer; the latency is from that write's commit to the response being back. Measured
 in the same run with LISTEN/NOTIFY (executions/notify.py) and with the poll alone
