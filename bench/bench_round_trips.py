@@ -17,7 +17,12 @@ its authentication and the workflow's lookup. Measured on main's code before iss
     1 step : run writes 22 round trips (12 statements, 5 transactions), API request +4
     2 steps: run writes 30 round trips (16 statements, 7 transactions)
 
-Part 2, the wait endpoint. A request waits on a running run in a thread (test client,
+and after (docs/decisions/0016: one statement per write, no transaction):
+
+    1 step : run writes  6 round trips (6 statements, 0 transactions), API request +4
+    2 steps: run writes  8 round trips (8 statements, 0 transactions)
+
+Part 2, the wait endpoint. A request waits on a pending run in a thread (test client,
 in-process) while this thread writes the run's terminal status through the status
 writer; the latency is from that write's commit to the response being back. Measured
 in the same run with LISTEN/NOTIFY (executions/notify.py) and with the poll alone
@@ -198,6 +203,8 @@ def wait_latency(waits: int) -> None:
     workflow = make_workflow(user.membership.organization)
     blocked = threading.Event()  # the waiting request is in its wait proper, after its first read
     woken: list[float] = []  # when a notification woke it
+    woken_cpu: list[float] = []  # and the waiting thread's CPU time then
+    answered_cpu: list[float] = []
     original_wait = notify.Waiter.wait
 
     def observed_wait(self, timeout):
@@ -205,20 +212,24 @@ def wait_latency(waits: int) -> None:
         result = original_wait(self, timeout)
         if result:
             woken.append(time.perf_counter())
+            woken_cpu.append(time.thread_time())
         return result
 
     notify.Waiter.wait = observed_wait
 
-    def one(mode: str) -> tuple[float, float | None]:
+    def one(mode: str) -> tuple[float, tuple[float, float, float] | None]:
         run = make_execution(workflow, status="pending")
         answered: list[float] = []
         blocked.clear()
         woken.clear()
+        woken_cpu.clear()
+        answered_cpu.clear()
 
         def waiter():
             try:
                 body = api_client(user).get(f"/api/runs/{run.pk}/wait/?timeout=10").json()
                 answered.append(time.perf_counter())
+                answered_cpu.append(time.thread_time())
                 assert body["terminal"], body
             finally:
                 connections.close_all()
@@ -231,7 +242,7 @@ def wait_latency(waits: int) -> None:
         written = time.perf_counter()  # committed: autocommit
         thread.join(timeout=15)
         assert answered, f"{mode}: the wait did not answer"
-        delivered = (woken[0] - written) * 1000 if woken else None
+        delivered = (woken[0] - written, answered[0] - woken[0], answered_cpu[0] - woken_cpu[0]) if woken else None
         return (answered[0] - written) * 1000, delivered
 
     def finished_request() -> float:
@@ -243,6 +254,8 @@ def wait_latency(waits: int) -> None:
     modes = [("notify", True), ("poll", False)]
     samples: dict[str, list[float]] = {mode: [] for mode, _ in modes}
     delivery: list[float] = []
+    after_wake: list[float] = []
+    after_wake_cpu: list[float] = []
     request: list[float] = []
     for i in range(waits + 2):
         for mode, on in modes:  # interleaved: the same machine load for both
@@ -251,7 +264,9 @@ def wait_latency(waits: int) -> None:
             if i >= 2:
                 samples[mode].append(latency)
                 if mode == "notify" and delivered is not None:
-                    delivery.append(delivered)
+                    delivery.append(delivered[0] * 1000)
+                    after_wake.append(delivered[1] * 1000)
+                    after_wake_cpu.append(delivered[2] * 1000)
         if i >= 2:
             request.append(finished_request())
     for mode, values in samples.items():
@@ -261,12 +276,14 @@ def wait_latency(waits: int) -> None:
         )
     if delivery:
         print(
-            f"  of which the notification's delivery (write -> waiter woken): p50 {_percentile(delivery, 0.5):.1f} ms, "
-            f"p95 {_percentile(delivery, 0.95):.1f} ms"
+            f"  notify: the notification's delivery (write -> waiter woken): p50 {_percentile(delivery, 0.5):.1f} ms, "
+            f"p95 {_percentile(delivery, 0.95):.1f} ms; then the response (one read of the run and its steps, "
+            f"serialized): p50 {_percentile(after_wake, 0.5):.1f} ms, p95 {_percentile(after_wake, 0.95):.1f} ms, "
+            f"of which CPU (the thread's own): p50 {_percentile(after_wake_cpu, 0.5):.1f} ms"
         )
     print(
         f"  the request's own cost (a wait on a finished run, no waiting): p50 {_percentile(request, 0.5):.1f} ms, "
-        f"p95 {_percentile(request, 0.95):.1f} ms"
+        f"p95 {_percentile(request, 0.95):.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     notify.Waiter.wait = original_wait
     Execution.objects.filter(workflow=workflow).delete()

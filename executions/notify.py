@@ -10,8 +10,9 @@ stop and a dropped connection; a dropped connection is re-opened with back-off, 
 every waiter is then woken to re-read its run, since a notification sent while nobody
 listened is lost.
 
-A waiter subscribes before it reads the run, so a terminal write that commits between
-the two is seen by the read, and one that commits after it is notified.
+A waiter that found its run in progress subscribes, then reads the run once more, so a
+terminal write that commits between its first read and the subscription is seen by that
+read, and one that commits after it is notified.
 
 SQLite has no LISTEN: there (and with CONVEYOR_WAIT_NOTIFY off, and while the listener
 is reconnecting) a waiter re-reads the run every CONVEYOR_WAIT_POLL_S.

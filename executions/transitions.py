@@ -5,6 +5,12 @@ Every status write is a compare-and-swap (`UPDATE ... WHERE id = %s AND status =
 overwritten. The allowed moves are one table, `MOVES`; every win appends a row to the
 transition log in the same transaction.
 
+On PostgreSQL each write is one statement (docs/decisions/0016): the CAS, its log row,
+the first-terminal check and, for a terminal status, the wait endpoint's NOTIFY are one
+data-modifying CTE, compiled by Django from the same conditions; creating a run, and a
+step's start and finish, are one statement each too. SQLite keeps the portable path, a
+statement each in one transaction, behind the same functions.
+
 A terminal status is final except for three moves (DESIGN.md §2), all in the table:
 healing a P-0005 run whose message arrived after all, healing a reaped P-0003/E-0001 run
 whose own claim later committed success, and an operator's reclassification.
@@ -457,7 +463,10 @@ def _cas_one_statement(where: Q, update: dict, row: _TransitionRow) -> _Won | No
         )
     else:
         first = "FALSE"
-    notify = ", pg_notify(%s, moved.id::text)" if row.to_status in TERMINAL else ""
+    # The wait endpoint's wake-up (executions/notify.py): delivered on commit, never for a
+    # rolled-back write; CONVEYOR_WAIT_NOTIFY off sends none.
+    notifying = row.to_status in TERMINAL and settings.CONVEYOR_WAIT_NOTIFY
+    notify = ", pg_notify(%s, moved.id::text)" if notifying else ""
     sql = (
         f"WITH moved AS ({update_sql} RETURNING {execution_table}.id, {execution_table}.workflow_id, "
         f"{execution_table}.organization_id), "

@@ -244,25 +244,30 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
     )
     @action(detail=True, methods=["get"])
     def wait(self, request: Request, pk=None) -> Response:
-        # Subscribed before the first read: a terminal write committed before it is read,
-        # one committed after it is notified (executions/notify.py). Then one re-read per
-        # wake-up: the whole run after a notification, its status after a poll interval.
-        with notify.waiting_on(self.kwargs["pk"]) as waiter:
-            execution = self.get_object()
-            timeout = _wait_timeout(request.query_params.get("timeout"))
-            deadline = time.monotonic() + timeout
-            current = execution.status
-            while current not in TERMINAL and (remaining := deadline - time.monotonic()) > 0:
-                if waiter.wait(remaining):  # notified: the run is (most likely) terminal, read it whole
-                    execution = self.get_queryset().get(pk=execution.pk)
-                    current = execution.status
-                else:
-                    current = (
-                        Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or current
-                    )
+        execution = self.get_object()
+        timeout = _wait_timeout(request.query_params.get("timeout"))
+        deadline = time.monotonic() + timeout
+        current = execution.status
+        if current not in TERMINAL and timeout > 0:
+            with notify.waiting_on(execution.pk) as waiter:
+                # Read again once subscribed: a terminal write committed between the read
+                # above and the subscription is seen here, one after it is notified
+                # (executions/notify.py). Then one read per wake-up: the whole run after
+                # a notification, its status after a poll interval.
+                current = self._status(execution, current)
+                while current not in TERMINAL and (remaining := deadline - time.monotonic()) > 0:
+                    if waiter.wait(remaining):
+                        execution = self.get_queryset().get(pk=execution.pk)
+                        current = execution.status
+                    else:
+                        current = self._status(execution, current)
         if current != execution.status:
             execution = self.get_queryset().get(pk=execution.pk)
         return Response(RunDetailSerializer(execution).data)
+
+    @staticmethod
+    def _status(execution: Execution, last: str) -> str:
+        return Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first() or last
 
 
 def _wait_timeout(raw: str | None) -> float:
