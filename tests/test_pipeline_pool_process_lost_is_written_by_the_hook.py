@@ -63,10 +63,8 @@ def test_sigkill_of_the_pool_process_mid_step_is_p0003_written_by_the_hook(pipel
     assert Step.objects.filter(execution_id=execution.pk, status="running").exists()
     assert pipeline.metric("conveyor_reaped_total") == 0
     # The detection latency, on the worker's own exporter (its main process wrote it).
-    text = wait_for(
-        lambda: (t := _exported(port)) and 'conveyor_detection_latency_seconds_count{code="P-0003",writer="hook"} 1.0' in t and t,
-        timeout=10,
-    )
+    observed = 'conveyor_detection_latency_seconds_count{code="P-0003",writer="hook"} 1.0'
+    text = wait_for(lambda: (t := _exported(port)) and observed in t and t, timeout=10)
     assert 'conveyor_failure_hooks_total{outcome="written",rule="worker-lost"} 1.0' in text
 
 
