@@ -23,7 +23,7 @@ class ConveyorTask(Task):
     ignore_result = True
     acks_late = False  # acknowledged on acceptance: docs/decisions/0001-acknowledge-on-acceptance.md
     # The main process's request remembers the pool process each task went to.
-    Request = failure_hooks.ConveyorRequest
+    Request = "pipeline.failure_hooks:ConveyorRequest"
 
     def __call__(self, *args, **kwargs):
         close_old_connections()
