@@ -154,9 +154,12 @@ def measure(mode: str, rounds: int, slow_start_s: float, time_limit: float) -> l
         "CONVEYOR_TEST_SLOW_START_S": str(slow_start_s),
         "CONVEYOR_LOG_LEVEL": "WARNING",
     }
+    from django.conf import settings
+
+    settings.PYTHON_CALLABLE_ALLOWLIST = CALLABLES.split(",")  # the workers get the same list
     org, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     workflow = Workflow.objects.create(
-        organization=org, name=f"bench-detection-{mode}-{time.time_ns()}", definition=sleeping(1.0, steps=600)
+        organization=org, name=f"bench-detection-{mode}-{time.time_ns()}", definition=sleeping(2.0, steps=100)
     )
     samples: list[Sample] = []
     with BenchPipeline(workers=0, queues=("runs", "maintenance"), extra_env=env) as pipeline:

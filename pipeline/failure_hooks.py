@@ -264,6 +264,28 @@ def report(task: Any, exc: BaseException | None, task_id: str | None, args: Sequ
         logger.exception("failure hook failed", extra={"event": "failure_hook", "task_id": task_id})
 
 
+# How often the main process looks for exited pool processes. The pool is woken by a
+# process's sentinel, but a process whose descriptors are closed is not always reapable yet
+# at that instant; the pool then finds it only at its own 5 s maintenance timer (measured:
+# a SIGKILL seen after 0.2 s or after up to 5 s, bench/bench_detection_latency.py). A
+# waitpid per pool process every quarter of a second bounds that.
+POOL_WATCH_S = 0.25
+_watching: dict[int, object] = {}
+
+
+@signals.worker_ready.connect(dispatch_uid="pipeline.failure_hooks.watch_pool")
+def watch_pool(sender=None, **kwargs) -> None:
+    """In the worker's main process, once its consumer is ready: reap exited pool processes
+    every POOL_WATCH_S on the worker's own event loop (the same call as the pool's timer,
+    in the same thread), so a lost pool process reaches its failure hook at once."""
+    hub = getattr(sender, "hub", None)
+    maintain = getattr(getattr(sender, "pool", None), "maintain_pool", None)
+    if not settings.FAILURE_HOOKS or hub is None or maintain is None or id(hub) in _watching:
+        return
+    # Registered after the loop's own entries: a reconnect does not cancel it.
+    _watching[id(hub)] = hub.call_repeatedly(POOL_WATCH_S, maintain)
+
+
 @signals.task_failure.connect(dispatch_uid="pipeline.failure_hooks.task_failure")
 def _on_task_failure(sender=None, task_id=None, exception=None, args=None, **kwargs) -> None:
     report(sender, exception, task_id, args)
