@@ -11,7 +11,8 @@ injects one failure into each: the pool process SIGKILLed before the first step,
 process SIGKILLed mid-step, and Celery's hard time limit. Mode `hook` runs the worker with
 CONVEYOR_FAILURE_HOOKS=1 (the default), mode `reaper-only` with 0: the "before".
 
-Two latencies per run: from the failure (the kill, or the limit: started_at + limit) to
+Two latencies per run: from the failure (the kill, or the limit: started_at + limit, which
+is a few ms late, since Celery counts from the task's acceptance) to
 the system_error row's transition, and from the run's last heartbeat (or start) to it,
 which is what conveyor_detection_latency_seconds records. p50 and max per failure/mode.
 """
@@ -134,7 +135,9 @@ def one_round(workflow, mode: str, time_limit: float, timeout: float) -> list[Sa
                 mode=mode,
                 code=done.error_code,
                 actor=written.actor,
-                from_failure_s=max(0.0, (written.at - moment).total_seconds()),
+                # The limit counts from the task's acceptance, a few ms before the claim's
+                # started_at: a time-limit figure may read a little below zero.
+                from_failure_s=(written.at - moment).total_seconds(),
                 from_heartbeat_s=(written.at - sign_of_life).total_seconds(),
             )
         )
