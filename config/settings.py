@@ -209,6 +209,10 @@ START_THRESHOLD_S = env_int("CONVEYOR_START_THRESHOLD_S", 15 * 60, minimum=1)
 # STALE_AFTER_S (at least 5x: system check) means its worker is gone (P-0001/P-0003).
 HEARTBEAT_INTERVAL_S = env_float("CONVEYOR_HEARTBEAT_INTERVAL_S", 10.0, minimum=0.05)
 STALE_AFTER_S = env_float("CONVEYOR_STALE_AFTER_S", 60.0, minimum=0.25)
+# Celery's failure hooks (pipeline.failure_hooks, docs/decisions/0009): a worker's main
+# process writes a run whose pool process died (P-0003/P-0001) or hit a Celery time limit
+# (E-0001) at once; off, only the reaper finds them (after STALE_AFTER_S). On by default.
+FAILURE_HOOKS = env_bool("CONVEYOR_FAILURE_HOOKS", True)
 # The reaper: beat schedules it every REAPER_INTERVAL_S; one sweep at a time (a lease).
 REAPER_INTERVAL_S = env_float("CONVEYOR_REAPER_INTERVAL_S", 60.0, minimum=0.5)
 REAPER_BATCH_SIZE = env_int("CONVEYOR_REAPER_BATCH_SIZE", 500, minimum=1)

@@ -74,9 +74,10 @@ def _late_success_heal(ctx: MoveContext) -> Q:
 
 
 def _own_claim(ctx: MoveContext) -> Q:
-    # The supervisor finishing a run must hold its claim; the reaper and an operator act
-    # on whatever claim is current.
-    if ctx.actor in (A.RUNTIME, A.CONSUMER) and ctx.claim_token is not None:
+    # The supervisor finishing a run must hold its claim, and so must a worker's failure
+    # hook writing for its dead pool process; the reaper and an operator act on whatever
+    # claim is current.
+    if ctx.actor in (A.RUNTIME, A.CONSUMER, A.HOOK) and ctx.claim_token is not None:
         return Q(claim_token=ctx.claim_token)
     return Q()
 
@@ -110,7 +111,7 @@ MOVES: tuple[Move, ...] = (
     _m("cancel", S.PENDING, S.CANCELLED, [A.API, A.OPERATOR]),
     _m("complete", S.RUNNING, S.SUCCESS, [A.RUNTIME, A.CONSUMER], _own_claim),
     _m("fail", S.RUNNING, S.ERROR, [A.RUNTIME, A.CONSUMER], _own_claim),
-    _m("fail", S.RUNNING, S.SYSTEM_ERROR, [A.RUNTIME, A.CONSUMER, A.REAPER], _own_claim),
+    _m("fail", S.RUNNING, S.SYSTEM_ERROR, [A.RUNTIME, A.CONSUMER, A.HOOK, A.REAPER], _own_claim),
     _m("cancel", S.RUNNING, S.CANCELLED, [A.API, A.OPERATOR]),
     _m("heal-late-success", S.SYSTEM_ERROR, S.SUCCESS, [A.RUNTIME, A.CONSUMER], _late_success_heal),
     _m("reclassify", S.ERROR, S.SYSTEM_ERROR, [A.OPERATOR]),

@@ -86,8 +86,18 @@ _NETWORK_TYPES = (
     "urllib3.exceptions.HTTPError",
 )
 
+# What Celery itself raises around a run's task (billiard's classes, re-exported by
+# celery.exceptions): a pool process that died under its run (a signal, the kernel's OOM
+# killer) and Celery's time limits. First in the list, so a soft time limit raised inside
+# a step is never taken for the step's own exception. A worker lost is P-0003; its failure
+# hook writes P-0001 instead when the CAS proves no step had started (pipeline.failure_hooks).
+_WORKER_LOST_TYPES = ("billiard.exceptions.WorkerLostError",)
+_TIME_LIMIT_TYPES = ("billiard.exceptions.SoftTimeLimitExceeded", "billiard.exceptions.TimeLimitExceeded")
+
 # Typed ConveyorErrors are handled before this list (they carry their own answer).
 RULES: tuple[Rule, ...] = (
+    Rule("worker-lost", ErrorType.SYSTEM, Code.P0003, exception_types=_WORKER_LOST_TYPES),
+    Rule("celery-time-limit", ErrorType.SYSTEM, Code.E0001, exception_types=_TIME_LIMIT_TYPES),
     Rule("out-of-memory", ErrorType.SYSTEM, Code.P0003, exception_types=(MemoryError,)),
     Rule("database-error", ErrorType.SYSTEM, Code.C0002, exception_types=_DB_TYPES),
     Rule("database-message", ErrorType.SYSTEM, Code.C0002, message_pattern=_DB_MESSAGES),

@@ -49,6 +49,7 @@ class Actor(models.TextChoices):
     CONSUMER = "consumer"  # claimed it, skipped it, or its backstop failed it
     REAPER = "reaper"  # aged a run the pipeline lost
     RUNTIME = "runtime"  # the supervisor, finishing the run it ran
+    HOOK = "hook"  # a worker's main process: Celery reported its pool process lost or a time limit
     API = "api", "API"  # a customer, through the API or the runs pages
     OPERATOR = "operator"  # staff, in the admin
 

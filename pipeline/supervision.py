@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -178,6 +178,8 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
         metrics.CLASSIFIED.labels(rule=classification.rule, error_type=classification.error_type).inc()
         if classification.code == Code.C0001:
             metrics.UNCLASSIFIED.labels(rule=classification.rule).inc()
+        if status == S.SYSTEM_ERROR:
+            metrics.observe_detection(classification.code, "supervisor", detection_reference(claimed.execution_id), now)
     else:
         metrics.LATE_RESULTS_DISCARDED.labels(outcome=classification.error_type).inc()
         logger.warning(
@@ -205,6 +207,21 @@ def record_shutdown(claimed: Claimed) -> bool:
     return record_failure(
         claimed, system_fault(Code.P0003, "worker shut down", rule="shutdown"), condition=some_step_started()
     )
+
+
+def detection_reference(execution_id: uuid.UUID | str) -> datetime | None:
+    """A run's last sign of life, from which conveyor_detection_latency_seconds counts: its
+    last heartbeat, else its start, else when it was queued (a run that never started)."""
+    try:
+        row = (
+            Execution.objects.filter(pk=execution_id)
+            .values_list("heartbeat_at", "started_at", "queued_at", "created_at")
+            .first()
+        )
+    except DatabaseError:  # a metric is never worth failing the write it follows
+        logger.warning("detection latency not observed", exc_info=True)
+        return None
+    return next((moment for moment in row if moment is not None), None) if row else None
 
 
 def _observe_duration(claimed: Claimed, won: bool, status: str, error_type: str, now: datetime) -> None:

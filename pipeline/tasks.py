@@ -9,6 +9,7 @@ from celery.signals import worker_process_init
 from django.db import close_old_connections
 
 from messaging.messages import CONSUME_TASK
+from pipeline import failure_hooks
 from pipeline.consume import consume
 from pipeline.runtimes import start_fork_server
 
@@ -17,10 +18,14 @@ logger = logging.getLogger("conveyor.tasks")
 
 class ConveyorTask(Task):
     """Shared base: a fresh-or-healthy database connection around every task (workers keep
-    persistent connections), and no result storage."""
+    persistent connections), and no result storage. What Celery reports failed around a
+    run's task (its pool process lost, a time limit, an exception past the consumer) is
+    written at once by the failure hooks (pipeline.failure_hooks, docs/decisions/0009)."""
 
     ignore_result = True
     acks_late = False  # acknowledged on acceptance: docs/decisions/0001-acknowledge-on-acceptance.md
+    # The main process's request remembers the pool process each task went to.
+    Request = "pipeline.failure_hooks:ConveyorRequest"
 
     def __call__(self, *args, **kwargs):
         close_old_connections()
@@ -28,6 +33,11 @@ class ConveyorTask(Task):
             return super().__call__(*args, **kwargs)
         finally:
             close_old_connections()
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # In the pool process for an exception out of the task, in the main process for a
+        # hard time limit; the task_failure signal reports the same once more (deduplicated).
+        failure_hooks.report(self, exc, task_id, args)
 
 
 @shared_task(base=ConveyorTask, bind=True, name=CONSUME_TASK)

@@ -29,6 +29,8 @@ from executions.transitions import fail, no_step_started, some_step_started
 from failures.catalogue import Code
 from failures.classifier import system_fault
 from failures.statuses import Actor, ExecutionStatus
+from pipeline import metrics as pipeline_metrics
+from pipeline.supervision import detection_reference
 from reaper import lease, metrics
 
 logger = logging.getLogger("conveyor.reaper")
@@ -116,7 +118,10 @@ def _reap(pk, code: str, message: str, *, expected: str, condition: Q, now: date
         condition=condition,
         now=now,
     )
-    return code if result.won else None
+    if not result.won:
+        return None
+    pipeline_metrics.observe_detection(code, "reaper", detection_reference(pk), now)
+    return code
 
 
 def _reap_pending(pk, where: Q, now: datetime) -> str | None:

@@ -125,19 +125,21 @@ class Pipeline:
         self.metrics_dir = metrics_dir
         self.settings = settings
 
-    def worker(self, *, queues: str = "runs", concurrency: int = 1, **env) -> object:
+    def worker(self, *, queues: str = "runs", concurrency: int = 1, extra_args: tuple[str, ...] = (), **env) -> object:
         merged = {
             "CONVEYOR_PYTHON_CALLABLES": CALLABLES,
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             "CONVEYOR_LOG_LEVEL": "INFO",
             **{k: str(v) for k, v in env.items()},
         }
-        return self.processes.start_worker(merged, queues=queues, concurrency=concurrency)
+        return self.processes.start_worker(merged, queues=queues, concurrency=concurrency, extra_args=extra_args)
 
     def reaper(self, **env):
         """The maintenance worker and beat, as production runs them."""
         worker = self.worker(queues="maintenance", **env)
-        beat = self.processes.start_beat({"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir), **env})
+        beat = self.processes.start_beat(
+            {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir), **{k: str(v) for k, v in env.items()}}
+        )
         return worker, beat
 
     def platform(self, **env) -> Platform:

@@ -4,6 +4,7 @@ import socket
 import sqlite3
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
@@ -64,6 +65,25 @@ def test_the_users_endpoint_failing_is_external():
 def test_any_other_exception_from_a_step_is_the_workflows_own_fault():
     result = classify(ValueError("negative amount"), ORIGIN_STEP)
     assert (result.error_type, result.rule, result.message) == ("user", "step-exception", "ValueError: negative amount")
+
+
+@pytest.mark.parametrize("origin", [ORIGIN_STEP, ORIGIN_PLATFORM])
+def test_a_pool_process_lost_under_its_run_is_p0003_worker_lost(origin):
+    result = classify(WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL) Job: 0."), origin)
+    assert (result.error_type, result.code, result.rule, result.category) == (
+        "system",
+        "P-0003",
+        "worker-lost",
+        "infrastructure",
+    )
+    assert "SIGKILL" in result.message
+
+
+@pytest.mark.parametrize("exc", [SoftTimeLimitExceeded(), TimeLimitExceeded(30.0)])
+@pytest.mark.parametrize("origin", [ORIGIN_STEP, ORIGIN_PLATFORM])
+def test_celerys_time_limits_are_e0001_never_the_steps_own_fault(exc, origin):
+    result = classify(exc, origin)
+    assert (result.error_type, result.code, result.rule) == ("system", "E-0001", "celery-time-limit")
 
 
 def test_an_unmatched_platform_exception_falls_through_to_c0001_and_says_so():
