@@ -33,6 +33,7 @@ from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from executions import presentation, queries, services
@@ -268,6 +269,8 @@ class StepInline(ReadOnlyInline):
         "duration",
         "error_type",
         "error_message",
+        "reused",
+        "attempts_display",
     )
     readonly_fields = fields
     ordering = ("position", "started_at")
@@ -276,6 +279,13 @@ class StepInline(ReadOnlyInline):
     @admin.display(description="status")
     def step_status(self, obj: Step) -> str:
         return presentation.badge_html(obj.status)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, obj: Step) -> str:
+        lines = presentation.attempt_lines(obj.attempts, internal=True)
+        if not lines:
+            return "–"
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
     @admin.display(description="duration")
     def duration(self, obj: Step) -> str:
@@ -513,12 +523,16 @@ class ExecutionAdmin(admin.ModelAdmin):
                     "error_type",
                     "error_category",
                     "error_code",
+                    "error_cause_code",
                     "classifier_rule",
                     "status_actor",
                 )
             },
         ),
-        ("Input and output", {"fields": ("input_display", "output_display", "dispatch_key", "attempt", "rerun_of")}),
+        (
+            "Input and output",
+            {"fields": ("input_display", "output_display", "dispatch_key", "attempt", "rerun_of", "resumed_from")},
+        ),
         (
             "Timing",
             {
@@ -557,7 +571,12 @@ class ExecutionAdmin(admin.ModelAdmin):
             "internal_error_message",
             "input_display",
             "output_display",
+            "resumed_from",
         ]
+
+    @admin.display(description="resumed")
+    def resumed_from(self, obj: Execution) -> str:
+        return obj.resumed_notice or "–"
 
     def has_add_permission(self, request) -> bool:
         return False

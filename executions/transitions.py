@@ -516,13 +516,24 @@ def finish_step(
     error_type: str = "",
     error_message: str = "",
     now: datetime | None = None,
+    attempts: list | None = None,
+    reused: bool = False,
 ) -> None:
     now = now or timezone.now()
+    # Only what there is: a step without a retry policy keeps attempts empty.
+    extra: dict[str, object] = {"attempts": attempts} if attempts is not None else {}
+    if reused:
+        extra["reused"] = True
     counters: dict[str, str] = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}
     counter = counters.get(status)
     with transaction.atomic():  # one commit for the step and its run's counters
         Step.objects.filter(pk=step.pk).update(
-            status=status, output=output, error_type=error_type, error_message=error_message[:10_000], finished_at=now
+            status=status,
+            output=output,
+            error_type=error_type,
+            error_message=error_message[:10_000],
+            finished_at=now,
+            **extra,
         )
         if counter:
             Execution.objects.filter(pk=step.execution_id).update(**{counter: F(counter) + 1})

@@ -278,6 +278,7 @@ PRODUCER_CODES: dict[str, str] = {
     "manual": Code.MS0001,
     "rerun": Code.MS0001,
     "retry": Code.MS0001,
+    "resume": Code.MS0001,
 }
 # Codes the reaper writes that the run's own claim may still heal (DESIGN.md §2).
 HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({Code.P0003, Code.E0001})

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from executions.models import Execution, Step
 from executions.presentation import rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
-from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
+from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ErrorType, ExecutionStatus, TriggerType
 from workflows.definitions import validate_definition
 from workflows.models import Runtime, Workflow
 from workflows.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
@@ -157,8 +157,28 @@ class StepSerializer(serializers.ModelSerializer):
             "duration_ms",
             "output",
             "error",
+            "reused",
+            "attempts",
         )
         read_only_fields = fields
+
+    attempts = serializers.SerializerMethodField(
+        help_text="a step with a retry policy: one entry per attempt (null otherwise); a system error's text is "
+        "internal and left out"
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempts(self, obj: Step) -> list[dict] | None:
+        if obj.attempts is None:
+            return None
+        shown = ("attempt", "started_at", "finished_at", "outcome", "error_type", "error_code", "retry_in_s")
+        entries = []
+        for record in obj.attempts:
+            entry = {name: record.get(name) for name in shown if name in record}
+            if record.get("error_type") in (ErrorType.USER, ErrorType.EXTERNAL):
+                entry["error_message"] = record.get("error_message", "")
+            entries.append(entry)
+        return entries
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_error(self, obj: Step) -> str | None:
@@ -180,11 +200,16 @@ class RunDetailSerializer(RunSerializer):
     rerun_notice = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "steps")
+        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "resumed_from", "steps")
         read_only_fields = fields
+
+    resumed_from = serializers.SerializerMethodField(help_text='a resume: "resumed from <run> at step <id>"')
 
     def get_rerun_notice(self, obj: Execution) -> str:
         return rerun_notice(obj)
+
+    def get_resumed_from(self, obj: Execution) -> str:
+        return obj.resumed_notice
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:

@@ -16,6 +16,8 @@ from workflows.actions.registry import Action, StepContext, check_number, is_num
 
 class DelayAction(Action):
     name = "delay"
+    # Computes or waits only: repeating it is always safe.
+    idempotent_always = True
     allowed_fields = required_fields = ("seconds",)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
