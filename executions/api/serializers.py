@@ -237,3 +237,20 @@ class RunNotQueuedSerializer(serializers.Serializer):
 
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class ResumeRequestSerializer(serializers.Serializer):
+    confirm_repeat = serializers.BooleanField(
+        default=False,
+        help_text="resume even though the interrupted step may already have run and is not idempotent",
+    )
+
+
+class ResumeAcceptedSerializer(RerunAcceptedSerializer):
+    resume_step = serializers.CharField(help_text="the step the resume starts at")
+
+
+class ResumeRefusedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    step_id = serializers.CharField(required=False, help_text="confirmation needed: the step that may repeat")
+    confirm_with = serializers.DictField(required=False)
