@@ -41,6 +41,9 @@ class Execution(models.Model):
     # A resume (trigger type `resume`, executions/resume.py): the step of `rerun_of` it
     # starts at; the steps before it reuse the original's outputs.
     resume_step = models.CharField(max_length=100, blank=True, default="")
+    # The system-error retry policy would have resumed this run but its interrupted step
+    # is not safe to repeat: it waits for an operator (counted once, when set).
+    left_for_operator = models.BooleanField(default=False)
     runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, default="")
@@ -99,6 +102,7 @@ class Execution(models.Model):
             error_type=self.error_type,
             error_code=self.error_code,
             error_message=self.error_message,
+            left_for_operator=self.left_for_operator,
         )
 
     @property

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Max
 
 from executions import metrics
+from executions.enqueue import EnqueueFailed
 from executions.models import Execution, Step, StepStatus
 from executions.rerun import RerunRefused, _check_workflow, enqueue_child
 from failures.statuses import ERROR_STATUSES, TriggerType
@@ -123,18 +124,30 @@ def plan(execution: Execution) -> ResumePlan:
     )
 
 
-def resume(execution: Execution, *, actor: str, origin: str, confirm_repeat: bool = False) -> Execution:
+def resume(
+    execution: Execution,
+    *,
+    actor: str,
+    origin: str,
+    confirm_repeat: bool = False,
+    check: Callable[[Execution], None] | None = None,
+) -> Execution:
     """Resume a failed run; returns the new run.
 
     Raises ResumeRefused (ResumeNeedsConfirmation when the interrupted step may repeat
     and `confirm_repeat` is not given), EnqueueFailed when the new run's message could
-    not be sent (it is already `system_error` MS-0001).
+    not be sent (it is already `system_error` MS-0001). `check` (the retry policy's
+    eligibility) runs on the locked parent too.
     """
     if origin not in ORIGINS:
         raise ValueError(f"unknown resume origin {origin!r}")
     decided: dict[str, ResumePlan] = {}
 
-    def check(parent: Execution) -> None:
+    extra_check = check
+
+    def check_locked(parent: Execution) -> None:
+        if extra_check is not None:
+            extra_check(parent)
         _check_workflow(parent)
         chosen = plan(parent)  # on the re-read, locked parent
         if chosen.needs_confirmation and not confirm_repeat:
@@ -160,7 +173,7 @@ def resume(execution: Execution, *, actor: str, origin: str, confirm_repeat: boo
             execution.pk,
             trigger_type=TriggerType.RESUME,
             dispatch_key=key,
-            check=check,
+            check=check_locked,
             attempt=1 if origin != "policy" else lambda parent: parent.attempt + 1,
             reason=reason,
             prepare=prepare,
@@ -171,7 +184,7 @@ def resume(execution: Execution, *, actor: str, origin: str, confirm_repeat: boo
     except RerunRefused:
         metrics.RESUMES.labels(origin=origin, outcome="refused").inc()
         raise
-    except Exception:
+    except EnqueueFailed:
         metrics.RESUMES.labels(origin=origin, outcome="enqueue_failed").inc()
         raise
     metrics.RESUMES.labels(origin=origin, outcome="resumed").inc()

@@ -45,6 +45,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "deadline_seconds",
             "system_retry_max_attempts",
             "system_retry_backoff_seconds",
+            "system_retry_resume",
             "created_at",
             "updated_at",
         )
