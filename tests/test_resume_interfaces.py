@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from executions.models import Execution, Step, Transition
 from tests.factories import make_execution, make_workflow
@@ -42,7 +43,12 @@ def interrupted_in(step_id: str, workflow=None, **fields) -> Execution:
 
 
 # --- API --------------------------------------------------------------------------------------
+def resumes(origin: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("conveyor_resumes_total", {"origin": origin, "outcome": outcome}) or 0.0
+
+
 def test_the_api_refuses_to_repeat_a_non_idempotent_step_until_confirmed():
+    asked, resumed = resumes("api", "needs_confirmation"), resumes("api", "resumed")
     user = member()
     run = interrupted_in("pay", make_workflow(user.membership.organization, definition=DEFINITION))
     client = api_client(user)
@@ -58,6 +64,7 @@ def test_the_api_refuses_to_repeat_a_non_idempotent_step_until_confirmed():
     assert body["rerun_of"] == str(run.pk) and body["resume_step"] == "pay"
     detail = client.get(f"/api/runs/{body['run_id']}/").json()
     assert detail["resumed_from"] == f"resumed from {run.pk} at step pay"
+    assert (resumes("api", "needs_confirmation"), resumes("api", "resumed")) == (asked + 1, resumed + 1)
 
 
 def test_the_api_resumes_an_idempotent_step_at_once_and_refuses_a_run_that_did_not_fail():
