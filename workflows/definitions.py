@@ -77,8 +77,8 @@ def validate_definition(definition: Any) -> dict[str, Any]:
         raise InvalidDefinition(errors)
     default_retry = definition.get("retry")
     if default_retry is not None:
-        for field, problem in policy_problems(default_retry).items():
-            errors[f"retry.{field}" if field else "retry"] = problem
+        for where_in_policy, policy_problem in policy_problems(default_retry).items():
+            errors[f"retry.{where_in_policy}" if where_in_policy else "retry"] = policy_problem
 
     assert isinstance(steps, list)  # refused above otherwise
     positions: dict[str, int] = {}
@@ -138,8 +138,8 @@ def validate_definition(definition: Any) -> dict[str, Any]:
             errors[f"{where}.idempotent"] = "must be true or false"
         if step.get("retry") is not None:
             problems = policy_problems(step["retry"])
-            for field, problem in problems.items():
-                errors[f"{where}.retry.{field}" if field else f"{where}.retry"] = problem
+            for where_in_policy, policy_problem in problems.items():
+                errors[f"{where}.retry.{where_in_policy}" if where_in_policy else f"{where}.retry"] = policy_problem
             if not problems and step["retry"]["max_attempts"] > 1 and action is not None and not step_idempotent(step):
                 # A retry would repeat work nobody said was safe to repeat.
                 errors[f"{where}.retry"] = (

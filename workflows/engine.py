@@ -62,10 +62,19 @@ class StepRecorder(Protocol):
         ...
 
     def finish_step(
-        self, step_id: str, *, status: str, output: Any, error_type: str = "", error_message: str = "", **extra: Any
+        self,
+        step_id: str,
+        *,
+        status: str,
+        output: Any,
+        error_type: str = "",
+        error_message: str = "",
+        attempts: list | None = None,
+        reused: bool = False,
     ) -> None:
-        """`extra` only when there is something to say: `attempts` (a step with a retry
-        policy: one record per attempt) and `reused` (a resume reused the output)."""
+        """`attempts`: a step with a retry policy, one record per attempt; `reused`: a
+        resume reused the original run's output. The engine passes them only when there
+        is something to say."""
         ...
 
 
@@ -343,7 +352,7 @@ def _run_step(
 def _record_failure(
     recorder: StepRecorder, step_id: str, classification: Classification, attempts: list[dict[str, Any]] | None = None
 ) -> None:
-    extra = {"attempts": attempts} if attempts is not None else {}
+    extra: dict[str, Any] = {"attempts": attempts} if attempts is not None else {}
     try:
         recorder.finish_step(
             step_id,
