@@ -6,6 +6,7 @@ system_error E-0002 with the cause's own code and category beside it."""
 import pytest
 from prometheus_client import REGISTRY
 
+from executions.api.serializers import run_error
 from executions.models import Execution, Step
 from failures.catalogue import Code
 from messaging import messages
@@ -92,6 +93,7 @@ def test_a_database_outage_that_outlasts_the_retries_is_e0002_counted_as_databas
     assert execution.error_cause_code == Code.C0002
     assert execution.error_category == "database"
     assert "(reference E-0002)" in execution.customer_message
+    assert run_error(execution)["cause_code"] == Code.C0002  # what the API's run detail says
     step = Step.objects.get(execution=execution)
     assert step.status == "error" and len(step.attempts) == 3
     assert clock.sleeps == [2.0, 4.0]

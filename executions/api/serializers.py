@@ -84,6 +84,9 @@ class RunErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="PREFIX-NNNN for a system error, empty otherwise")
     message = serializers.CharField(help_text="customer-facing: a system error's catalogue text and code")
     safe_to_rerun = serializers.BooleanField(help_text="true only when the run provably did no work")
+    cause_code = serializers.CharField(
+        help_text="E-0002 (a step used up its retries): the last attempt's own code; empty otherwise"
+    )
 
 
 def run_error(execution: Execution) -> dict | None:
@@ -95,6 +98,7 @@ def run_error(execution: Execution) -> dict | None:
         "code": execution.error_code,
         "message": execution.customer_message,
         "safe_to_rerun": execution.safe_to_rerun,
+        "cause_code": execution.error_cause_code,
     }
 
 
