@@ -33,6 +33,7 @@ from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from executions import presentation, queries, services
@@ -40,7 +41,15 @@ from executions.models import Execution, Step, StepStatus, Transition
 from executions.outputs import run_output
 from executions.presentation import rerun_notice
 from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE, CODE_CHOICES, ErrorCategory
-from failures.statuses import IN_PROGRESS, TERMINAL, Actor, ErrorType, ExecutionStatus, status_for_error_type
+from failures.statuses import (
+    ERROR_STATUSES,
+    IN_PROGRESS,
+    TERMINAL,
+    Actor,
+    ErrorType,
+    ExecutionStatus,
+    status_for_error_type,
+)
 from tenancy.models import Member, Organization, OrganizationSecret
 from workflows.forms import SafeJSONField
 from workflows.models import Workflow
@@ -269,6 +278,8 @@ class StepInline(ReadOnlyInline):
         "duration",
         "error_type",
         "error_message",
+        "reused",
+        "attempts_display",
     )
     readonly_fields = fields
     ordering = ("position", "started_at")
@@ -277,6 +288,13 @@ class StepInline(ReadOnlyInline):
     @admin.display(description="status")
     def step_status(self, obj: Step) -> str:
         return presentation.badge_html(obj.status)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, obj: Step) -> str:
+        lines = presentation.attempt_lines(obj.attempts, internal=True)
+        if not lines:
+            return "–"
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
     @admin.display(description="duration")
     def duration(self, obj: Step) -> str:
@@ -514,12 +532,16 @@ class ExecutionAdmin(admin.ModelAdmin):
                     "error_type",
                     "error_category",
                     "error_code",
+                    "error_cause_code",
                     "classifier_rule",
                     "status_actor",
                 )
             },
         ),
-        ("Input and output", {"fields": ("input_display", "output_display", "dispatch_key", "attempt", "rerun_of")}),
+        (
+            "Input and output",
+            {"fields": ("input_display", "output_display", "dispatch_key", "attempt", "rerun_of", "resumed_from")},
+        ),
         (
             "Timing",
             {
@@ -558,7 +580,12 @@ class ExecutionAdmin(admin.ModelAdmin):
             "internal_error_message",
             "input_display",
             "output_display",
+            "resumed_from",
         ]
+
+    @admin.display(description="resumed")
+    def resumed_from(self, obj: Execution) -> str:
+        return obj.resumed_notice or "–"
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -585,6 +612,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             "run_in_progress": run is not None and run.status in IN_PROGRESS,
             "run_terminal": run is not None and run.status in TERMINAL,
             "run_failed": run is not None and run.error_type != "" and run.status in TERMINAL,
+            "run_resumable": run is not None and run.status in ERROR_STATUSES,
             "rerun_notice": rerun_notice(run) if run is not None else "",
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -686,6 +714,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         return [
             path("bulk-rerun/", view(self.bulk_rerun_view), name="executions_execution_bulk_rerun"),
             path("<path:object_id>/rerun/", view(self.rerun_view), name="executions_execution_rerun"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="executions_execution_resume"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name="executions_execution_cancel"),
             path("<path:object_id>/reclassify/", view(self.reclassify_view), name="executions_execution_reclassify"),
             *super().get_urls(),
@@ -717,6 +746,33 @@ class ExecutionAdmin(admin.ModelAdmin):
             messages.error(request, _not_queued_text(answer) if answer.not_queued else answer.message)
             return self._back(answer.run_id or run.pk)
         messages.success(request, format_html("Re-run {} queued.", _run_link(child.pk)))
+        return self._back(child.pk)
+
+    @method_decorator(require_POST)
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Resume from the first step that did not succeed; when that step may repeat and
+        is not idempotent, a confirmation page naming it comes first."""
+        run = self._operator_run(request, object_id)
+        confirmed = request.POST.get("confirm_repeat") == "yes"
+        try:
+            child = services.resume_run(run, actor=_actor(request), origin="operator", confirm_repeat=confirmed)
+        except services.ResumeNeedsConfirmation as refused:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Resume run {run.pk}?",
+                "run": run,
+                "step_id": refused.step_id,
+                "reason": str(refused),
+            }
+            return TemplateResponse(request, "admin/executions/execution/resume_confirm.html", context)
+        except services.FAILURES as failure:
+            answer = services.answer_for(failure)
+            messages.error(request, _not_queued_text(answer) if answer.not_queued else answer.message)
+            return self._back(answer.run_id or run.pk)
+        messages.success(
+            request, format_html("Resume {} queued: {}.", _run_link(child.pk), f"starts at step {child.resume_step}")
+        )
         return self._back(child.pk)
 
     @method_decorator(require_POST)
@@ -782,8 +838,12 @@ class ExecutionAdmin(admin.ModelAdmin):
         if form.is_valid():
             code, since, until = (form.cleaned_data[k] for k in ("code", "since", "until"))
             if request.method == "POST" and request.POST.get("confirm") == "yes":
-                result = services.bulk_rerun(code, since, until, actor=_actor(request))
-                _report_bulk(request, result)
+                if request.POST.get("mode") == "resume":
+                    result = services.bulk_resume(code, since, until, actor=_actor(request))
+                    _report_bulk(request, result, done="resumed")
+                else:
+                    result = services.bulk_rerun(code, since, until, actor=_actor(request))
+                    _report_bulk(request, result)
                 query = urlencode({"code": code, "since": since.isoformat(), "until": until.isoformat()})
                 return HttpResponseRedirect(f"{reverse('admin:executions_execution_bulk_rerun')}?{query}")
             count = services.bulk_rerun_candidates(code, since, until).count()
@@ -824,9 +884,9 @@ def _changelist_for(form: BulkRerunForm) -> str:
     return f"{reverse('admin:executions_execution_changelist')}?{query}"
 
 
-def _report_bulk(request: HttpRequest, result: services.BulkRerunResult) -> None:
+def _report_bulk(request: HttpRequest, result: services.BulkRerunResult, done: str = "re-run") -> None:
     if result.rerun:
-        messages.success(request, f"{len(result.rerun)} run(s) re-run.")
+        messages.success(request, f"{len(result.rerun)} run(s) {done}.")
     for run_id, reason in result.refused[:10]:
         messages.warning(request, f"{run_id}: {reason}")
     if len(result.refused) > 10:

@@ -59,6 +59,7 @@ def enqueue(
     input: dict | None = None,
     rerun_of: Execution | None = None,
     attempt: int = 1,
+    reason: str = "",
 ) -> Enqueued:
     execution = create(
         workflow,
@@ -67,6 +68,7 @@ def enqueue(
         input=input,
         rerun_of=rerun_of,
         attempt=attempt,
+        reason=reason,
     )
     if execution is None:
         return Enqueued(Execution.objects.get(dispatch_key=dispatch_key), created=False)

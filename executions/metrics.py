@@ -33,3 +33,8 @@ RUNS_FINISHED = Counter("conveyor_runs_finished", "Runs at their first terminal 
 # first outage would be under-counted exactly when it matters.
 for _status in sorted(TERMINAL):
     RUNS_FINISHED.labels(status=_status)
+# Resumes (executions/resume.py): who asked (operator in the admin, api, the system-error
+# retry policy) and how it went: resumed, refused, needs_confirmation (the interrupted step
+# may repeat and is not idempotent: the policy leaves such runs for an operator),
+# enqueue_failed.
+RESUMES = Counter("conveyor_resumes", "Resumes of failed runs, by origin and outcome", ["origin", "outcome"])

@@ -31,10 +31,19 @@ class Execution(models.Model):
     error_code = models.CharField(max_length=16, choices=CODE_CHOICES, blank=True, default="")
     error_message = models.TextField(blank=True, default="", help_text="internal; never shown to customers")
     classifier_rule = models.CharField(max_length=64, blank=True, default="")
+    # E-0002 (a step used up its retries): the last attempt's own code; error_category is
+    # that attempt's category, so an outage counts where it happened.
+    error_cause_code = models.CharField(max_length=16, choices=CODE_CHOICES, blank=True, default="")
     input = models.JSONField(default=dict, blank=True)
     output = models.JSONField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # A resume (trigger type `resume`, executions/resume.py): the step of `rerun_of` it
+    # starts at; the steps before it reuse the original's outputs.
+    resume_step = models.CharField(max_length=100, blank=True, default="")
+    # The system-error retry policy would have resumed this run but its interrupted step
+    # is not safe to repeat: it waits for an operator (counted once, when set).
+    left_for_operator = models.BooleanField(default=False)
     runtime = models.CharField(max_length=16, choices=Runtime.choices, blank=True, default="")
     claim_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, default="")
@@ -93,11 +102,19 @@ class Execution(models.Model):
             error_type=self.error_type,
             error_code=self.error_code,
             error_message=self.error_message,
+            left_for_operator=self.left_for_operator,
         )
 
     @property
     def safe_to_rerun(self) -> bool:
         return safe_to_rerun(error_type=self.error_type, error_code=self.error_code)
+
+    @property
+    def resumed_notice(self) -> str:
+        """ "resumed from <run> at step <id>" for a resume, else ""."""
+        if not self.resume_step or self.rerun_of_id is None:
+            return ""
+        return f"resumed from {self.rerun_of_id} at step {self.resume_step}"
 
 
 class StepStatus(models.TextChoices):
@@ -121,6 +138,11 @@ class Step(models.Model):
     output = models.JSONField(null=True, blank=True)
     error_type = models.CharField(max_length=16, choices=ErrorType.choices, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # A step with a retry policy: one record per attempt (attempt, started_at,
+    # finished_at, outcome, error_type/category/code/message, retry_in_s).
+    attempts = models.JSONField(null=True, blank=True)
+    # A resume reused this output of the original run instead of running the step.
+    reused = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position", "started_at"]

@@ -140,3 +140,32 @@ def duration_text(milliseconds: int | None) -> str:
         return f"{milliseconds / 1000:.1f} s"
     minutes, seconds = divmod(milliseconds // 1000, 60)
     return f"{minutes} min {seconds} s"
+
+
+REUSED_STEP = "reused from the original run"
+
+
+def attempt_lines(attempts: list | None, *, internal: bool = False) -> list[str]:
+    """One line per recorded attempt of a step with a retry policy ("#2 error (external):
+    ... - retried after 1.0 s"). A customer sees a user or external error's own message
+    and a system error's code; `internal` (staff) adds a system error's stored text."""
+    lines = []
+    for record in attempts or []:
+        if not isinstance(record, dict):
+            continue
+        line = f"#{record.get('attempt', '?')} {record.get('outcome', '?')}"
+        error_type = record.get("error_type") or ""
+        if error_type:
+            line += f" ({error_type}{', ' + record['error_code'] if record.get('error_code') else ''})"
+            message = record.get("error_message") or ""
+            if message and (internal or error_type in _SHOWN_STEP_ERRORS):
+                line += f": {message[:300]}"
+        if record.get("retry_in_s") is not None:
+            line += f" - retried after {float(record['retry_in_s']):.1f} s"
+        lines.append(line)
+    return lines
+
+
+def resumed_notice(execution) -> str:
+    """ "resumed from <run> at step <id>" on a resume's detail, else ""."""
+    return execution.resumed_notice

@@ -76,6 +76,8 @@ def enqueue_child(
     dispatch_key: Callable[[Execution], str],
     check: Callable[[Execution], None],
     attempt: int | Callable[[Execution], int],
+    reason: Callable[[Execution], str] | None = None,
+    prepare: Callable[[Execution, Execution], None] | None = None,
 ) -> Enqueued:
     """Create a child run of `parent_id` (same input, current definition) under a lock on
     the parent row; `check` raises to refuse, after the lock, on the re-read parent.
@@ -83,6 +85,10 @@ def enqueue_child(
     The message is sent once the transaction commits; if that send fails, EnqueueFailed
     is raised here as from a plain enqueue (the child is `system_error` with the code of
     its trigger type).
+
+    `reason` words the child's `create` row in the transition log; `prepare(parent,
+    child)` writes what the child needs before its message can be sent (a resume's
+    starting step), in the same transaction.
     """
     with transaction.atomic():
         parent = Execution.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=parent_id)
@@ -94,7 +100,10 @@ def enqueue_child(
             input=parent.input,
             rerun_of=parent,
             attempt=attempt(parent) if callable(attempt) else attempt,
+            reason=reason(parent) if reason is not None else "",
         )
+        if prepare is not None and enqueued.created:
+            prepare(parent, enqueued.execution)
     # After commit the send has happened (on_commit), unless an outer transaction is
     # still open; a send that failed left the child system_error with its producer code.
     child = Execution.objects.get(pk=enqueued.execution.pk)

@@ -19,6 +19,7 @@ from executions.enqueue import EnqueueFailed, enqueue
 from executions.models import Execution
 from executions.refusals import FAILURES, ActionRefused, Answer, answer_for
 from executions.rerun import RerunRefused, rerun
+from executions.resume import ResumeNeedsConfirmation, ResumeRefused, resume
 from executions.transitions import TransitionResult, reclassify, transition
 from failures.catalogue import CATALOGUE, CATEGORY_FOR_ERROR_TYPE
 from failures.classifier import Classification
@@ -44,6 +45,10 @@ __all__ = [
     "EnqueueFailed",
     "ReclassifyRefused",
     "RerunRefused",
+    "ResumeNeedsConfirmation",
+    "ResumeRefused",
+    "bulk_resume",
+    "resume_run",
     "WorkflowNotRunnable",
     "bulk_rerun",
     "bulk_rerun_candidates",
@@ -97,6 +102,13 @@ def rerun_run(execution: Execution, *, actor: str) -> Execution:
     """Re-run a finished run (RerunRefused if it is not finished or its workflow cannot
     run; EnqueueFailed when the new run's message could not be sent)."""
     return rerun(execution, actor=actor)
+
+
+def resume_run(execution: Execution, *, actor: str, origin: str, confirm_repeat: bool = False) -> Execution:
+    """Resume a failed run from the step that did not succeed (executions/resume.py):
+    ResumeRefused if it cannot be, ResumeNeedsConfirmation if its interrupted step may
+    repeat and is not idempotent and `confirm_repeat` is not given."""
+    return resume(execution, actor=actor, origin=origin, confirm_repeat=confirm_repeat)
 
 
 def cancel_run(execution_id: uuid.UUID | str, *, actor: str, who: str = "") -> TransitionResult:
@@ -235,6 +247,41 @@ def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit
             "until": until.isoformat(),
             "actor": actor,
             "rerun": len(result.rerun),
+            "refused": len(result.refused),
+            "stopped_early": result.stopped_early,
+        },
+    )
+    return result
+
+
+def bulk_resume(
+    code: str, since: datetime, until: datetime, *, actor: str, limit: int | None = None
+) -> BulkRerunResult:
+    """Resume up to `limit` of the failed runs with `code` in [since, until) that have no
+    child run yet, oldest first. A run whose interrupted step may repeat and is not
+    idempotent is refused (listed): it is resumed one by one, with a confirmation."""
+    limit = BULK_RERUN_LIMIT if limit is None else limit
+    result = BulkRerunResult()
+    candidates = bulk_rerun_candidates(code, since, until).filter(status__in=sorted(ERROR_STATUSES))
+    for execution in candidates.select_related("workflow")[:limit]:
+        try:
+            child = resume(execution, actor=actor, origin="operator")
+        except RerunRefused as exc:
+            result.refused.append((execution.pk, str(exc)))
+            continue
+        except EnqueueFailed as exc:
+            answer = answer_for(exc)
+            result.enqueue_failed = (answer.run_id, answer.message)
+            break
+        result.rerun.append((execution.pk, child.pk))
+    result.remaining = bulk_rerun_candidates(code, since, until).filter(status__in=sorted(ERROR_STATUSES)).count()
+    logger.info(
+        "bulk resume",
+        extra={
+            "event": "bulk_resume",
+            "error_code": code,
+            "actor": actor,
+            "resumed": len(result.rerun),
             "refused": len(result.refused),
             "stopped_early": result.stopped_early,
         },

@@ -721,8 +721,14 @@ def finish_step(
     error_type: str = "",
     error_message: str = "",
     now: datetime | None = None,
+    attempts: list | None = None,
+    reused: bool = False,
 ) -> None:
     now = now or timezone.now()
+    # Only what there is: a step without a retry policy keeps attempts empty.
+    extra: dict[str, object] = {"attempts": attempts} if attempts is not None else {}
+    if reused:
+        extra["reused"] = True
     counters: dict[str, str] = {StepStatus.SUCCESS: "steps_succeeded", StepStatus.ERROR: "steps_failed"}
     counter = counters.get(status)
     done = {
@@ -731,6 +737,7 @@ def finish_step(
         "error_type": error_type,
         "error_message": error_message[:10_000],
         "finished_at": now,
+        **extra,
     }
     counter_sql = ""
     if counter:

@@ -269,6 +269,16 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     ]
 }
 
+# Said of a P-0003/E-0001 run the system-error retry policy did not resume because the
+# step it was interrupted in is not safe to repeat (scheduler/retry_policy.py).
+NOT_RESUMED = (
+    "It was not resumed automatically: the step it stopped in may already have done its work and is not safe to "
+    "repeat, so an operator will check it before resuming."
+)
+# The codes the retry policy may resume (from the interrupted step) when the workflow asks
+# for it: runs that may have partly run because the platform lost them mid-way.
+RESUMED_CODES: frozenset[str] = frozenset({Code.P0003, Code.E0001})
+
 UNCLASSIFIED_CODE = Code.C0001
 # The code a producer records when it cannot send its message, by trigger type.
 PRODUCER_CODES: dict[str, str] = {
@@ -278,6 +288,7 @@ PRODUCER_CODES: dict[str, str] = {
     "manual": Code.MS0001,
     "rerun": Code.MS0001,
     "retry": Code.MS0001,
+    "resume": Code.MS0001,
 }
 # Codes the reaper writes that the run's own claim may still heal (DESIGN.md §2).
 HEALABLE_TO_SUCCESS: frozenset[str] = frozenset({Code.P0003, Code.E0001})
@@ -294,7 +305,9 @@ AUTO_RETRIED_CODES: frozenset[str] = DID_NO_WORK_CODES - MISSED_DISPATCH_CODES
 CODE_CHOICES: list[tuple[str, str]] = [(code, f"{code} {e.meaning}") for code, e in CATALOGUE.items()]
 
 
-def customer_message(*, status: str, error_type: str, error_code: str, error_message: str) -> str:
+def customer_message(
+    *, status: str, error_type: str, error_code: str, error_message: str, left_for_operator: bool = False
+) -> str:
     """What a customer is shown about a failed run.
 
     System errors: the catalogue text plus the code as a reference, never the internal
@@ -303,7 +316,8 @@ def customer_message(*, status: str, error_type: str, error_code: str, error_mes
     """
     if error_type == ErrorType.SYSTEM:
         e = CATALOGUE.get(error_code) or CATALOGUE[UNCLASSIFIED_CODE]
-        return f"{e.customer_message} (reference {e.code})"
+        tail = f" {NOT_RESUMED}" if left_for_operator else ""
+        return f"{e.customer_message}{tail} (reference {e.code})"
     if error_type in (ErrorType.USER, ErrorType.EXTERNAL):
         return error_message
     return ""

@@ -32,6 +32,8 @@ class Classification:
     code: str  # "" for user and external errors
     rule: str
     message: str  # internal: may name hosts or SQL; never shown to a customer
+    # E-0002 (a step used up its retries): the last attempt's own code, kept beside it.
+    cause_code: str = ""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class TriggerType(models.TextChoices):
     MANUAL = "manual"
     RERUN = "rerun", "Re-run"
     RETRY = "retry", "System-error retry"
+    RESUME = "resume", "Resume"  # a failed run continued from the step that did not succeed
 
 
 class Actor(models.TextChoices):

@@ -21,6 +21,7 @@ urlpatterns = [
     path("runs/<uuid:run_id>/status/", views.run_status, name="run-status"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<uuid:run_id>/resume/", views.run_resume, name="run-resume"),
     path("workflows/", views.workflows, name="workflows"),
     path("workflows/<int:workflow_id>/", views.workflow_detail, name="workflow-detail"),
     path("workflows/<int:workflow_id>/run/", views.workflow_run_now, name="workflow-run-now"),

@@ -28,12 +28,12 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from executions import presentation, queries, services
+from executions import presentation, queries, resume, services
 from executions.api.throttling import TriggerRateThrottle
 from executions.models import Execution
 from executions.outputs import run_output
 from executions.presentation import rerun_notice
-from failures.statuses import ALL_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
+from failures.statuses import ALL_STATUSES, ERROR_STATUSES, IN_PROGRESS, TERMINAL, Actor, ExecutionStatus
 from tenancy.members import organization_of
 from tenancy.models import Organization
 from workflows.models import Workflow
@@ -174,6 +174,7 @@ def _run_context(run: Execution) -> dict:
         "output": run_output(run, steps),
         "explanation": presentation.explanation(run.status, run.error_type, run.error_code),
         "rerun_notice": rerun_notice(run),
+        "resumable": run.status in ERROR_STATUSES,
         "is_terminal": run.is_terminal,
         "in_progress": run.status in IN_PROGRESS,
     }
@@ -185,6 +186,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _run_or_404(request, run_id)
     context = _run_context(run)
     context.update(
+        confirm_resume=request.GET.get("confirm_resume", "") if context["resumable"] else "",
         terminal_statuses=sorted(TERMINAL),
         status_url=reverse("frontend:run-status", args=[run.pk]),
         refresh_ms=settings.CONVEYOR_RUN_REFRESH_MS,
@@ -218,6 +220,30 @@ def run_rerun(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _run_or_404(request, run_id)
     start = partial(services.rerun_run, run, actor=_actor(request))
     return _start_a_run(request, start, back=redirect("frontend:run-detail", run.pk), queued="Re-run queued.")
+
+
+@require_POST
+@organization_member
+def run_resume(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """Resume from the first step that did not succeed; a step that may repeat and is
+    not idempotent sends the user back to the run with a confirmation naming it."""
+    run = _run_or_404(request, run_id)
+    confirmed = request.POST.get("confirm_repeat") == "yes"
+    if not confirmed:
+        try:
+            resume_plan = resume.plan(run)
+        except services.ResumeRefused as refused:
+            messages.error(request, str(refused))
+            return redirect("frontend:run-detail", run.pk)
+        if resume_plan.needs_confirmation:
+            messages.warning(
+                request,
+                f"Step {resume_plan.step_id} may already have run and is not declared safe to repeat: "
+                "confirm to resume anyway.",
+            )
+            return redirect(f"{reverse('frontend:run-detail', args=[run.pk])}?confirm_resume={resume_plan.step_id}")
+    start = partial(services.resume_run, run, actor=_actor(request), origin="api", confirm_repeat=confirmed)
+    return _start_a_run(request, start, back=redirect("frontend:run-detail", run.pk), queued="Resume queued.")
 
 
 @require_POST

@@ -20,12 +20,19 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from executions.models import Execution
+from executions.models import Execution, Step
 from failures.catalogue import CATALOGUE, customer_message
-from failures.statuses import COUNTED_FOR_SUCCESS_RATE, FAILED_FOR_DIGEST, TERMINAL, ErrorType, ExecutionStatus
+from failures.statuses import (
+    COUNTED_FOR_SUCCESS_RATE,
+    FAILED_FOR_DIGEST,
+    TERMINAL,
+    ErrorType,
+    ExecutionStatus,
+    TriggerType,
+)
 from observability.metrics import DIGESTS
 from observability.models import DigestPeriod, FailureDigest
 from tenancy.models import Member, Organization
@@ -98,6 +105,11 @@ class Digest:
     recent_system_errors: list[ErrorLine] = field(default_factory=list)
     recent_workflow_errors: list[ErrorLine] = field(default_factory=list)
     top_workflows: list[WorkflowLine] = field(default_factory=list)
+    # Recovery (issue 13): runs that retried a step, runs that were resumes, and failed runs
+    # the retry policy left for an operator (their interrupted step is not safe to repeat).
+    retried_runs: int = 0
+    resumed_runs: int = 0
+    left_for_operator: int = 0
 
     def as_data(self) -> dict:
         return asdict(self)
@@ -203,6 +215,12 @@ def build_digest(organization: Organization, period: str, until: datetime | None
             _error_line(r, names) for r in failed.exclude(system).only(*columns).order_by(*newest_first)[:recent]
         ],
         top_workflows=top_lines,
+        retried_runs=finished.filter(
+            # A second attempt record: the step was retried at least once.
+            Exists(Step.objects.filter(execution_id=OuterRef("pk"), attempts__1__isnull=False))
+        ).count(),
+        resumed_runs=finished.filter(trigger_type=TriggerType.RESUME).count(),
+        left_for_operator=failed.filter(left_for_operator=True).count(),
     )
 
 
@@ -255,6 +273,11 @@ def render_text(digest: Digest) -> str:
             f"   - {e.finished_at} {e.workflow} run {e.execution_id} ({e.error_type}): {e.message}"
             for e in digest.recent_workflow_errors
         ]
+    lines += [
+        "",
+        f"Recovery: {digest.retried_runs} runs retried a step, {digest.resumed_runs} runs were resumes of failed runs, "
+        f"{digest.left_for_operator} failed runs wait for an operator (their interrupted step is not safe to repeat)",
+    ]
     lines += ["", "Top failing workflows:"]
     if not digest.top_workflows:
         lines.append("  none")

@@ -43,6 +43,10 @@ START_DELAY = Histogram(
     "Delay from run creation to its start",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
+# Steps with a retry policy (workflows/retries.py): every attempt by outcome (success,
+# error), and every step that was retried by how it ended (recovered, exhausted).
+STEP_ATTEMPTS = Counter("conveyor_step_attempts", "Attempts of steps with a retry policy, by outcome", ["outcome"])
+STEP_RETRIES = Counter("conveyor_step_retries", "Steps retried at least once, by how they ended", ["outcome"])
 
 
 def observe_detection(code: str, writer: str, reference: datetime | None, now: datetime) -> None:

@@ -46,7 +46,14 @@ class PipeRecorder:
         return bool(json.loads(line).get("ok"))
 
     def finish_step(
-        self, step_id: str, *, status: str, output: Any = None, error_type: str = "", error_message: str = ""
+        self,
+        step_id: str,
+        *,
+        status: str,
+        output: Any = None,
+        error_type: str = "",
+        error_message: str = "",
+        **extra: Any,
     ) -> None:
         self.send(
             {
@@ -56,6 +63,7 @@ class PipeRecorder:
                 "output": output,
                 "error_type": error_type,
                 "error_message": error_message,
+                **extra,  # attempts (a retry policy), reused (a resume)
             }
         )
 

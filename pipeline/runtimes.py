@@ -164,6 +164,8 @@ def run_inline(claimed: Claimed) -> None:
         input=claimed.input,
         secrets=secrets,
         deadline=time.monotonic() + claimed.deadline_seconds,
+        reused_outputs=claimed.reused_outputs,
+        idempotency_base=claimed.idempotency_base,
     )
     flag = _ShutdownFlag()
     with _inline_heartbeats.beating(claimed):
@@ -445,6 +447,9 @@ def child_payload(claimed: Claimed) -> dict[str, Any]:
             "organization_id": claimed.organization_id,
             "input": claimed.input,
             "secrets": load_secrets(claimed),
+            # A resume: what it reuses, and whose Idempotency-Keys it sends.
+            "reused_outputs": claimed.reused_outputs,
+            "idempotency_base": claimed.idempotency_base,
         },
         "deadline_seconds": claimed.deadline_seconds,
         "settings": runtime_settings.snapshot(),
@@ -526,6 +531,8 @@ def _supervise(proc: _Child, claimed: Claimed, payload: dict) -> None:
                         output=message.get("output"),
                         error_type=message.get("error_type", ""),
                         error_message=message.get("error_message", ""),
+                        attempts=message.get("attempts"),
+                        reused=bool(message.get("reused")),
                     )
                 elif kind == "result":
                     complete(claimed, message.get("output"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import Q
 from django.utils import timezone
 
+from executions import resume
 from executions.models import Execution, Step
 from executions.outputs import stored_form
 from executions.transitions import fail, finish_step, no_step_started, some_step_started, start_step, transition
@@ -59,6 +60,10 @@ class Claimed:
     started_at: datetime | None = None
     # The secrets its templates reference: the only ones decrypted and handed to the run.
     secret_names: frozenset[str] = frozenset()
+    # A resume (executions/resume.py): the original's outputs it reuses, and the run
+    # whose Idempotency-Keys its steps send.
+    reused_outputs: dict = field(default_factory=dict)
+    idempotency_base: str | None = None
 
     @property
     def log_context(self) -> dict:
@@ -96,6 +101,8 @@ def load_claimed(execution: Execution, claim_token: uuid.UUID) -> Claimed:
         started_at=execution.started_at,
         # A definition that names no secret needs no read of the secret store.
         secret_names=referenced_secrets(definition),
+        reused_outputs=resume.reused_outputs(execution, definition),
+        idempotency_base=resume.idempotency_base(execution),
     )
 
 
@@ -127,13 +134,38 @@ class DatabaseStepRecorder:
         return True
 
     def finish_step(
-        self, step_id: str, *, status: str, output: Any = None, error_type: str = "", error_message: str = ""
+        self,
+        step_id: str,
+        *,
+        status: str,
+        output: Any = None,
+        error_type: str = "",
+        error_message: str = "",
+        attempts: list | None = None,
+        reused: bool = False,
     ) -> None:
         step = self.steps.get(step_id)
+        if attempts:
+            _count_attempts(attempts, status)
         if step is not None:
             with_db_retry(
-                finish_step, step, status=status, output=output, error_type=error_type, error_message=error_message
+                finish_step,
+                step,
+                status=status,
+                output=output,
+                error_type=error_type,
+                error_message=error_message,
+                attempts=attempts,
+                reused=reused,
             )
+
+
+def _count_attempts(attempts: list, status: str) -> None:
+    for record in attempts:
+        outcome = "success" if isinstance(record, dict) and record.get("outcome") == "success" else "error"
+        metrics.STEP_ATTEMPTS.labels(outcome=outcome).inc()
+    if len(attempts) > 1:
+        metrics.STEP_RETRIES.labels(outcome="recovered" if status == "success" else "exhausted").inc()
 
 
 def complete(claimed: Claimed, output: Any) -> bool:
@@ -162,6 +194,9 @@ def complete(claimed: Claimed, output: Any) -> bool:
 def record_failure(claimed: Claimed, classification: Classification, *, condition: Q | None = None) -> bool:
     now = timezone.now()
     status = status_for_error_type(classification.error_type)
+    values = claimed.finishing(now)
+    if classification.cause_code:
+        values["error_cause_code"] = classification.cause_code
     result = with_db_retry(
         fail,
         claimed.execution_id,
@@ -170,7 +205,7 @@ def record_failure(claimed: Claimed, classification: Classification, *, conditio
         expected=[S.RUNNING],
         claim_token=claimed.claim_token,
         condition=condition,
-        values=claimed.finishing(now),
+        values=values,
         now=now,
         log_context=claimed.log_context,
     )

@@ -16,6 +16,15 @@ what a schedule means; an operator may re-run one).
   `rerun_of` = the failed run, attempt k+1, dispatch key `retry:<failed run>:<k+1>`:
   one retry per failed run, whoever asks and however often.
 
+With `system_retry_resume` on (off by default), the policy also takes P-0003 and E-0001
+runs (catalogue.RESUMED_CODES: lost or timed out mid-way, so they may have partly run):
+one whose interrupted step is idempotent is retried as a resume (executions/resume.py:
+the steps that succeeded are not run again, the interrupted one is repeated with the
+original Idempotency-Key), within the same bound and back-off; one whose interrupted
+step is not idempotent is left for an operator (`left_for_operator`, counted once in
+conveyor_resumes_total{origin="policy",outcome="needs_confirmation"}; its customer
+message says so).
+
 It runs as a periodic beat task on the maintenance queue (`tick`), which scans recent
 system errors; `maybe_schedule_retry(execution_id)` decides one run and may be called
 from anywhere (it is idempotent).
@@ -29,13 +38,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from executions import metrics as execution_metrics
 from executions.enqueue import EnqueueFailed
 from executions.models import Execution, Step
-from executions.rerun import enqueue_child
-from failures.catalogue import AUTO_RETRIED_CODES, MISSED_DISPATCH_CODES
+from executions.rerun import RerunRefused, enqueue_child
+from executions.resume import ResumeRefused, plan, resume
+from failures.catalogue import AUTO_RETRIED_CODES, MISSED_DISPATCH_CODES, RESUMED_CODES
 from failures.statuses import ErrorType, ExecutionStatus, TriggerType
 from scheduler import metrics
 
@@ -53,7 +64,7 @@ class NotEligible(Exception):
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # retried | enqueue_failed | not_due | ineligible | duplicate
+    outcome: str  # retried | enqueue_failed | not_due | ineligible | duplicate | left_for_operator
     reason: str = ""
     retry: Execution | None = None
 
@@ -74,6 +85,11 @@ def due_at(execution: Execution) -> datetime:
     )
 
 
+def resumes(execution: Execution) -> bool:
+    """Whether the policy would retry this run as a resume (rather than a re-run)."""
+    return execution.workflow.system_retry_resume and execution.error_code in RESUMED_CODES
+
+
 def check_eligible(execution: Execution, now: datetime) -> None:
     """Raise NotEligible unless the policy may retry this run now."""
     workflow = execution.workflow
@@ -81,6 +97,9 @@ def check_eligible(execution: Execution, now: datetime) -> None:
         raise NotEligible("the workflow's system-error retry policy is off")
     if execution.status != ExecutionStatus.SYSTEM_ERROR or execution.error_type != ErrorType.SYSTEM:
         raise NotEligible(f"run is {execution.status}/{execution.error_type or '-'}: only system errors are retried")
+    if resumes(execution):
+        _check_resumable(execution, now)
+        return
     if execution.error_code not in AUTO_RETRIED_CODES:
         if execution.error_code in MISSED_DISPATCH_CODES:
             raise NotEligible(f"{execution.error_code} is a missed fire time or block: never replayed automatically")
@@ -97,6 +116,73 @@ def check_eligible(execution: Execution, now: datetime) -> None:
         raise NotEligible(f"retry due at {due_at(execution).isoformat()}", later=True)
 
 
+def _check_resumable(execution: Execution, now: datetime) -> None:
+    """The resume path's rules: the same bound, children and back-off as a retry; the
+    interrupted step must be safe to repeat."""
+    workflow = execution.workflow
+    if execution.left_for_operator:
+        raise NotEligible("its interrupted step is not safe to repeat: left for an operator")
+    if execution.attempt > workflow.system_retry_max_attempts:
+        raise NotEligible(f"attempt {execution.attempt} reached the bound of {workflow.system_retry_max_attempts}")
+    if workflow.deleted_at is not None or not workflow.enabled:
+        raise NotEligible("the workflow is deleted or disabled")
+    if Execution.objects.filter(rerun_of_id=execution.pk).exists():
+        raise NotEligible("this run was already re-run or retried")
+    if now < due_at(execution):
+        raise NotEligible(f"retry due at {due_at(execution).isoformat()}", later=True)
+
+
+def _leave_for_operator(execution_id, step_id: str) -> None:
+    """Mark a run the policy will not resume; counted once (the first mark wins)."""
+    if Execution.objects.filter(pk=execution_id, left_for_operator=False).update(left_for_operator=True):
+        execution_metrics.RESUMES.labels(origin="policy", outcome="needs_confirmation").inc()
+        logger.info(
+            "system error left for an operator",
+            extra={"event": "system_retry_left_for_operator", "execution_id": str(execution_id), "step_id": step_id},
+        )
+
+
+def _resume(execution_id: uuid.UUID | str, now: datetime) -> Decision:
+    execution = Execution.objects.select_related("workflow").get(pk=execution_id)
+    try:
+        check_eligible(execution, now)
+        chosen = plan(execution)
+    except NotEligible as refused:
+        return Decision("not_due" if refused.later else "ineligible", refused.reason)
+    except ResumeRefused as refused:
+        return Decision("ineligible", str(refused))
+    if chosen.needs_confirmation:
+        _leave_for_operator(execution.pk, chosen.step_id)
+        return Decision("left_for_operator", f"step {chosen.step_id} may repeat and is not idempotent")
+    try:
+        child = resume(
+            execution,
+            actor="policy",
+            origin="policy",
+            check=lambda parent: check_eligible(parent, now),  # again, on the locked parent
+        )
+    except NotEligible as refused:
+        return Decision("not_due" if refused.later else "ineligible", refused.reason)
+    except RerunRefused as refused:
+        return Decision("ineligible", str(refused))
+    except EnqueueFailed as failed:
+        _count(execution_id)
+        return Decision("enqueue_failed", failed.code, failed.execution)
+    code = _count(execution_id)
+    logger.info(
+        "system error resumed",
+        extra={
+            "event": "system_retry_resume",
+            "execution_id": str(child.pk),
+            "rerun_of": str(execution_id),
+            "error_code": code,
+            "attempt": child.attempt,
+            "resume_step": child.resume_step,
+        },
+    )
+    return Decision("retried", retry=child)
+
+
 def retry_key(execution: Execution) -> str:
     return f"retry:{execution.pk}:{execution.attempt + 1}"
 
@@ -104,6 +190,10 @@ def retry_key(execution: Execution) -> str:
 def maybe_schedule_retry(execution_id: uuid.UUID | str, now: datetime | None = None) -> Decision:
     """Retry this run if the policy says so and it is due; idempotent."""
     now = now or timezone.now()
+    if Execution.objects.filter(
+        pk=execution_id, error_code__in=sorted(RESUMED_CODES), workflow__system_retry_resume=True
+    ).exists():
+        return _resume(execution_id, now)
 
     def check(parent: Execution) -> None:
         check_eligible(parent, now)  # on the re-read, locked parent
@@ -156,11 +246,13 @@ class RetryTickReport:
 def candidates(now: datetime):
     """Recent system errors that the policy might retry (the rest is checked per run)."""
     children = Execution.objects.filter(rerun_of=OuterRef("pk"))
+    retried = Q(error_code__in=sorted(AUTO_RETRIED_CODES))
+    resumed = Q(error_code__in=sorted(RESUMED_CODES), workflow__system_retry_resume=True, left_for_operator=False)
     return (
-        Execution.objects.filter(
+        Execution.objects.filter(retried | resumed)
+        .filter(
             status=ExecutionStatus.SYSTEM_ERROR,
             error_type=ErrorType.SYSTEM,
-            error_code__in=sorted(AUTO_RETRIED_CODES),
             finished_at__gte=now - timedelta(seconds=settings.SYSTEM_RETRY_LOOKBACK_S),
             workflow__system_retry_max_attempts__gt=0,
             workflow__enabled=True,

@@ -8,6 +8,10 @@
         {"id": "notify", "action": "http_request", "config": {...}, "next": "end"}
     ]}
 
+A step may carry a retry policy (`retry`) and declare whether repeating it is safe
+(`idempotent`); the definition's `retry` is the default for its steps that are safe to
+repeat (workflows/retries.py).
+
 Steps run in list order. A step's `next` (or a condition's `then`/`else`) jumps forward to
 a later step or to "end"; jumping backwards is refused, so every run terminates. A
 template may only reference a step that comes earlier in the list.
@@ -25,12 +29,13 @@ from typing import Any
 from failures.errors import InvalidDefinition, TemplateError
 from workflows import payloads
 from workflows.actions.registry import END, UnknownAction, action_names, get_action
+from workflows.retries import policy_problems, step_idempotent
 from workflows.runtime_settings import settings
 from workflows.templates import check_reference, iter_strings, parse
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-STEP_FIELDS = ("id", "action", "config", "next")
-DEFINITION_FIELDS = ("steps",)
+STEP_FIELDS = ("id", "action", "config", "next", "retry", "idempotent")
+DEFINITION_FIELDS = ("steps", "retry")
 
 
 def _id_problem(step_id: Any) -> str | None:
@@ -70,6 +75,10 @@ def validate_definition(definition: Any, *, runtime: str | None = None) -> dict[
         errors["steps"] = f"at most {settings.MAX_STEPS_PER_WORKFLOW} steps are allowed, got {len(steps)}"
     if "steps" in errors:
         raise InvalidDefinition(errors)
+    default_retry = definition.get("retry")
+    if default_retry is not None:
+        for where_in_policy, policy_problem in policy_problems(default_retry).items():
+            errors[f"retry.{where_in_policy}" if where_in_policy else "retry"] = policy_problem
 
     assert isinstance(steps, list)  # refused above otherwise
     positions: dict[str, int] = {}
@@ -125,9 +134,24 @@ def validate_definition(definition: Any, *, runtime: str | None = None) -> dict[
             if problem := _template_problem(text, i, positions):
                 errors.setdefault(f"{where}.config.{location}", problem)
 
+        if "idempotent" in step and not isinstance(step["idempotent"], bool):
+            errors[f"{where}.idempotent"] = "must be true or false"
+        if step.get("retry") is not None:
+            problems = policy_problems(step["retry"])
+            for where_in_policy, policy_problem in problems.items():
+                errors[f"{where}.retry.{where_in_policy}" if where_in_policy else f"{where}.retry"] = policy_problem
+            if not problems and step["retry"]["max_attempts"] > 1 and action is not None and not step_idempotent(step):
+                # A retry would repeat work nobody said was safe to repeat.
+                errors[f"{where}.retry"] = (
+                    'this step is not idempotent, so it cannot be retried: declare "idempotent": true, or for '
+                    'an HTTP POST/PATCH "idempotency_key_honoured": true in its config if the receiver '
+                    "de-duplicates on the Idempotency-Key header"
+                )
+
         entry: dict[str, Any] = {"id": step_id, "action": action_name, "config": config}
-        if "next" in step:
-            entry["next"] = step["next"]
+        for optional in ("next", "retry", "idempotent"):
+            if optional in step:
+                entry[optional] = step[optional]
         normalised.append(entry)
 
     if runtime is not None:
@@ -135,7 +159,10 @@ def validate_definition(definition: Any, *, runtime: str | None = None) -> dict[
             errors.setdefault(key, problem)
     if errors:
         raise InvalidDefinition(errors)
-    return {"steps": normalised}
+    result: dict[str, Any] = {"steps": normalised}
+    if default_retry is not None:
+        result["retry"] = default_retry
+    return result
 
 
 ISOLATED = "isolated"

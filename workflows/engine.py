@@ -32,7 +32,7 @@ from failures.errors import (
     RunDeadlineExceeded,
     StepConfigError,
 )
-from workflows import payloads
+from workflows import payloads, retries
 from workflows.actions.registry import END, Action, StepContext, UnknownAction, get_action
 from workflows.definitions import validate_definition
 from workflows.limits import RUN_SETTING, STEP_SETTING, Budget, Meter, OverBudget, run_output_limit, step_output_limit
@@ -61,6 +61,11 @@ class RunContext:
     input: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     deadline: float | None = None  # a time.monotonic() value
+    # A resume (executions/resume.py): the outputs of the steps the original run
+    # completed, reused instead of run again, and the run whose Idempotency-Keys the
+    # steps send.
+    reused_outputs: dict[str, Any] = field(default_factory=dict)
+    idempotency_base: str | None = None
 
 
 class StepRecorder(Protocol):
@@ -69,8 +74,20 @@ class StepRecorder(Protocol):
         ...
 
     def finish_step(
-        self, step_id: str, *, status: str, output: Any, error_type: str = "", error_message: str = ""
-    ) -> None: ...
+        self,
+        step_id: str,
+        *,
+        status: str,
+        output: Any,
+        error_type: str = "",
+        error_message: str = "",
+        attempts: list | None = None,
+        reused: bool = False,
+    ) -> None:
+        """`attempts`: a step with a retry policy, one record per attempt; `reused`: a
+        resume reused the original run's output. The engine passes them only when there
+        is something to say."""
+        ...
 
 
 class RunFailed(Exception):
@@ -173,7 +190,7 @@ def run_definition(definition: dict[str, Any], context: RunContext, recorder: St
     scrub = Scrubber(context.secrets)
     run_limit = run_output_limit()
     run_total = 0  # bytes of every successful step's output so far, as compact JSON
-    steps = _load(definition, scrub)
+    steps, default_retry = _load(definition, scrub)
     positions = {step["id"]: i for i, step in enumerate(steps)}
     raw_outputs: dict[str, Any] = {}  # unscrubbed: later templates may pass a secret on
     outputs: dict[str, Any] = {}
@@ -193,26 +210,34 @@ def run_definition(definition: dict[str, Any], context: RunContext, recorder: St
             fault = RunDeadlineExceeded(f"the run's deadline passed before step {step_id!r} could start")
             raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM)))
         _start(recorder, step_id, step["action"], i, scrub)
-        try:
-            output, target, size = _run_step(step, context, raw_outputs, run_fields)
-            if run_total + size > run_limit:
-                too_much = OutputTooLarge(
-                    f"step {step_id!r}: its output ({size} bytes as JSON) would bring the run's outputs to "
-                    f"{run_total + size} bytes, more than the limit of {run_limit} set by {RUN_SETTING}",
-                    limit=run_limit,
-                    setting=RUN_SETTING,
-                    step_id=step_id,
-                )
-                raise _StepError(too_much, ORIGIN_STEP)
-        except _StepError as failure:
-            classification = scrub.classification(classify(failure.exc, failure.origin))
-            _record_failure(recorder, step_id, classification)
+        extra: dict[str, Any] = {}
+        if step_id in context.reused_outputs:
+            # A resume: the original run completed this step; its recorded output stands.
+            output, target = _reuse_step(step, context.reused_outputs[step_id])
+            size = _reused_size(step_id, output, run_limit)
+            extra["reused"] = True
+        else:
+            output, target, size, attempts = _attempt_step(
+                step, default_retry, context, recorder, raw_outputs, run_fields, scrub
+            )
+            if attempts is not None:
+                extra["attempts"] = attempts
+        if run_total + size > run_limit:
+            too_much = OutputTooLarge(
+                f"step {step_id!r}: its output ({size} bytes as JSON) would bring the run's outputs to "
+                f"{run_total + size} bytes, more than the limit of {run_limit} set by {RUN_SETTING}",
+                limit=run_limit,
+                setting=RUN_SETTING,
+                step_id=step_id,
+            )
+            classification = scrub.classification(classify(too_much, ORIGIN_STEP))
+            _record_failure(recorder, step_id, classification, extra.get("attempts"))
             raise RunFailed(classification, step_id) from None
         run_total += size
         raw_outputs[step_id] = output
         clean = scrub.value(output)
         try:
-            recorder.finish_step(step_id, status=STEP_SUCCESS, output=clean)
+            recorder.finish_step(step_id, status=STEP_SUCCESS, output=clean, **extra)
         except Exception as exc:
             raise RunFailed(scrub.classification(classify(exc, ORIGIN_PLATFORM)), step_id) from None
         outputs[step_id] = clean
@@ -244,7 +269,57 @@ def run_definition(definition: dict[str, Any], context: RunContext, recorder: St
     return {"steps": outputs, "result": result}
 
 
-def _load(definition: Any, scrub: Scrubber) -> list[dict[str, Any]]:
+def _attempt_step(
+    step: dict[str, Any],
+    default_retry: dict[str, Any] | None,
+    context: RunContext,
+    recorder: StepRecorder,
+    raw_outputs: dict[str, Any],
+    run_fields: dict[str, Any],
+    scrub: Scrubber,
+) -> tuple[Any, str | None, int, list[dict[str, Any]] | None]:
+    """Run a step under its retry policy: (output, jump target, the output's size as
+    compact JSON, attempt records or None for a step with one attempt). Raises RunFailed
+    once the step stops trying."""
+    policy = retries.policy_for(step, default_retry)
+    outcome = retries.run_attempts(
+        policy,
+        lambda number: _run_step(step, context, raw_outputs, run_fields),
+        lambda failure: scrub.classification(classify(failure.exc, failure.origin)),  # type: ignore[attr-defined]
+        failure_types=(_StepError,),
+        step_id=step["id"],
+        deadline=context.deadline,
+    )
+    attempts = outcome.records if policy.retries else None
+    if outcome.failed:
+        assert outcome.last is not None and outcome.final is not None
+        _record_failure(recorder, step["id"], outcome.last, attempts)
+        raise RunFailed(outcome.final, step["id"])
+    assert outcome.value is not None
+    output, target, size = outcome.value
+    return output, target, size, attempts
+
+
+def _reused_size(step_id: str, output: Any, run_limit: int) -> int:
+    """A reused output counts against the run's limit as when it ran; one that no longer
+    fits (the limit was lowered since) fails the resume as the workflow's error."""
+    try:
+        return Meter().measure(output, run_limit)
+    except OverBudget as over:
+        return over.at_least
+
+
+def _reuse_step(step: dict[str, Any], output: Any) -> tuple[Any, str | None]:
+    """A reused step's output and where the run goes next, as when it ran: a condition's
+    branch follows from its recorded output."""
+    try:
+        return output, get_action(step["action"]).next_target(step["config"], output)
+    except Exception as exc:
+        fault = EngineFault(f"the recorded output of step {step['id']!r} cannot be reused: {exc}")
+        raise RunFailed(classify(fault, ORIGIN_PLATFORM), step["id"]) from None
+
+
+def _load(definition: Any, scrub: Scrubber) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
         # A saved workflow always passed validation: this shape is corrupted state.
         fault = EngineFault("the workflow definition is not an object with a list of steps")
@@ -259,7 +334,8 @@ def _load(definition: Any, scrub: Scrubber) -> list[dict[str, Any]]:
             fault = EngineFault(f"action {action!r} is not available on this worker")
             raise RunFailed(scrub.classification(classify(fault, ORIGIN_PLATFORM))) from None
     try:
-        return validate_definition(definition)["steps"]
+        valid = validate_definition(definition)
+        return valid["steps"], valid.get("retry")
     except InvalidDefinition as exc:
         # Valid when saved, invalid now (an allow-list or cap changed): the workflow must
         # be edited, so it is the workflow's error, with the field-level reasons.
@@ -301,6 +377,7 @@ def _run_step(
             workflow_id=context.workflow_id,
             organization_id=context.organization_id,
             deadline=context.deadline,
+            idempotency_base=context.idempotency_base,
         )
         output = action.run(config, step_ctx)
     except Exception as exc:
@@ -333,7 +410,10 @@ def _run_step(
     return output, target, size
 
 
-def _record_failure(recorder: StepRecorder, step_id: str, classification: Classification) -> None:
+def _record_failure(
+    recorder: StepRecorder, step_id: str, classification: Classification, attempts: list[dict[str, Any]] | None = None
+) -> None:
+    extra: dict[str, Any] = {"attempts": attempts} if attempts is not None else {}
     try:
         recorder.finish_step(
             step_id,
@@ -341,6 +421,7 @@ def _record_failure(recorder: StepRecorder, step_id: str, classification: Classi
             output=None,
             error_type=classification.error_type,
             error_message=classification.message,
+            **extra,
         )
     except Exception as exc:
         # The step's own failure is the story; the recorder failing too is logged.

@@ -47,6 +47,11 @@ class Workflow(models.Model):
     # Automatic re-run of system errors that provably did no work (off by default).
     system_retry_max_attempts = models.PositiveIntegerField(default=0, help_text="0: never retry automatically")
     system_retry_backoff_seconds = models.PositiveIntegerField(default=30)
+    # P-0003 / E-0001 runs whose interrupted step is idempotent are retried as a resume
+    # (scheduler/retry_policy.py, docs/decisions/0014-step-retries-and-resume.md).
+    system_retry_resume = models.BooleanField(
+        default=False, help_text="resume P-0003/E-0001 runs from the interrupted step when it is safe to repeat"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,7 +13,7 @@ from executions.models import Execution, Step
 from executions.outputs import run_output
 from executions.presentation import rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
-from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
+from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ErrorType, ExecutionStatus, TriggerType
 from workflows.definitions import runtime_problems, validate_definition
 from workflows.models import Runtime, Workflow
 from workflows.triggers import WORKFLOW_TRIGGERS, InvalidTrigger, validate_trigger
@@ -47,6 +47,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "deadline_seconds",
             "system_retry_max_attempts",
             "system_retry_backoff_seconds",
+            "system_retry_resume",
             "created_at",
             "updated_at",
         )
@@ -92,6 +93,9 @@ class RunErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="PREFIX-NNNN for a system error, empty otherwise")
     message = serializers.CharField(help_text="customer-facing: a system error's catalogue text and code")
     safe_to_rerun = serializers.BooleanField(help_text="true only when the run provably did no work")
+    cause_code = serializers.CharField(
+        help_text="E-0002 (a step used up its retries): the last attempt's own code; empty otherwise"
+    )
 
 
 def run_error(execution: Execution) -> dict | None:
@@ -103,6 +107,7 @@ def run_error(execution: Execution) -> dict | None:
         "code": execution.error_code,
         "message": execution.customer_message,
         "safe_to_rerun": execution.safe_to_rerun,
+        "cause_code": execution.error_cause_code,
     }
 
 
@@ -166,8 +171,28 @@ class StepSerializer(serializers.ModelSerializer):
             "duration_ms",
             "output",
             "error",
+            "reused",
+            "attempts",
         )
         read_only_fields = fields
+
+    attempts = serializers.SerializerMethodField(
+        help_text="a step with a retry policy: one entry per attempt (null otherwise); a system error's text is "
+        "internal and left out"
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_attempts(self, obj: Step) -> list[dict] | None:
+        if obj.attempts is None:
+            return None
+        shown = ("attempt", "started_at", "finished_at", "outcome", "error_type", "error_code", "retry_in_s")
+        entries = []
+        for record in obj.attempts:
+            entry = {name: record.get(name) for name in shown if name in record}
+            if record.get("error_type") in (ErrorType.USER, ErrorType.EXTERNAL):
+                entry["error_message"] = record.get("error_message", "")
+            entries.append(entry)
+        return entries
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_error(self, obj: Step) -> str | None:
@@ -190,8 +215,10 @@ class RunDetailSerializer(RunSerializer):
     rerun_notice = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "steps")
+        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "resumed_from", "steps")
         read_only_fields = fields
+
+    resumed_from = serializers.SerializerMethodField(help_text='a resume: "resumed from <run> at step <id>"')
 
     def get_rerun_notice(self, obj: Execution) -> str:
         return rerun_notice(obj)
@@ -206,6 +233,9 @@ class RunDetailSerializer(RunSerializer):
     def get_output(self, obj: Execution) -> object:
         # Put together from the step rows, where each output is stored (executions/outputs.py).
         return run_output(obj, obj.steps.all())
+
+    def get_resumed_from(self, obj: Execution) -> str:
+        return obj.resumed_notice
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:
@@ -233,3 +263,20 @@ class RunNotQueuedSerializer(serializers.Serializer):
 
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class ResumeRequestSerializer(serializers.Serializer):
+    confirm_repeat = serializers.BooleanField(
+        default=False,
+        help_text="resume even though the interrupted step may already have run and is not idempotent",
+    )
+
+
+class ResumeAcceptedSerializer(RerunAcceptedSerializer):
+    resume_step = serializers.CharField(help_text="the step the resume starts at")
+
+
+class ResumeRefusedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    step_id = serializers.CharField(required=False, help_text="confirmation needed: the step that may repeat")
+    confirm_with = serializers.DictField(required=False)

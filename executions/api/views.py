@@ -29,6 +29,9 @@ from executions.api.permissions import IsOrganizationMember
 from executions.api.serializers import (
     DetailSerializer,
     RerunAcceptedSerializer,
+    ResumeAcceptedSerializer,
+    ResumeRefusedSerializer,
+    ResumeRequestSerializer,
     RunAcceptedSerializer,
     RunDetailSerializer,
     RunNotQueuedSerializer,
@@ -171,7 +174,7 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         return super().filter_queryset(queryset) if self.action == "list" else queryset
 
     def get_throttles(self):
-        if self.action == "rerun":
+        if self.action in ("rerun", "resume"):
             return [TriggerRateThrottle()]
         return super().get_throttles()
 
@@ -212,6 +215,43 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
         except services.FAILURES as failure:
             return _failed(failure)
         return _accepted(child, rerun_of=str(execution.pk))
+
+    @extend_schema(
+        summary="Resume a failed run from the first step that did not succeed",
+        description="The steps that succeeded are reused (not run again); the resumed steps send the original "
+        "run's Idempotency-Key. If the interrupted step may already have run and is not idempotent, the answer is "
+        '409 naming it unless the body says {"confirm_repeat": true}.',
+        request=ResumeRequestSerializer,
+        parameters=[RUN_LOOKUP],
+        responses={
+            202: ResumeAcceptedSerializer,
+            409: OpenApiResponse(
+                ResumeRefusedSerializer, description="not a failed run, definition changed, or confirmation needed"
+            ),
+            429: OpenApiResponse(DetailSerializer, description="rate limited"),
+            503: OpenApiResponse(RunNotQueuedSerializer, description="the new run could not be queued"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk=None) -> Response:
+        execution = self.get_object()
+        body = ResumeRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        try:
+            child = services.resume_run(
+                execution,
+                actor=self.actor_name(),
+                origin="api",
+                confirm_repeat=body.validated_data["confirm_repeat"],
+            )
+        except services.ResumeNeedsConfirmation as refused:
+            return Response(
+                {"detail": str(refused), "step_id": refused.step_id, "confirm_with": {"confirm_repeat": True}},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except services.FAILURES as failure:
+            return _failed(failure)
+        return _accepted(child, rerun_of=str(execution.pk), resume_step=child.resume_step)
 
     @extend_schema(
         summary="Cancel a pending or running run (a running run's runtime is stopped)",

@@ -60,3 +60,9 @@ def step_duration(step) -> str:
 @register.filter
 def duration(milliseconds) -> str:
     return presentation.duration_text(milliseconds)
+
+
+@register.filter
+def attempt_lines(step) -> list[str]:
+    """A step's recorded attempts, as a customer may read them."""
+    return presentation.attempt_lines(getattr(step, "attempts", None))

@@ -82,6 +82,8 @@ def evaluate(op: str, left: Any, right: Any = None) -> bool:
 
 class ConditionAction(Action):
     name = "condition"
+    # Computes or waits only: repeating it is always safe.
+    idempotent_always = True
     jump_fields = ("then", "else")
     allowed_fields = ("left", "op", "right", "then", "else", "fail_when_false", "message")
 

@@ -15,6 +15,8 @@ from workflows.runtime_settings import settings
 
 class DelayAction(Action):
     name = "delay"
+    # Computes or waits only: repeating it is always safe.
+    idempotent_always = True
     allowed_fields = required_fields = ("seconds",)
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:

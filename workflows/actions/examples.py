@@ -9,13 +9,15 @@ from typing import Any
 from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 
-from workflows.actions.python_callable import registered
+from workflows.actions.python_callable import idempotent, registered
 
 
+@idempotent
 def add_numbers(a: float, b: float) -> dict[str, float]:
     return {"sum": a + b}
 
 
+@idempotent
 def echo(**kwargs: Any) -> dict[str, Any]:
     return kwargs
 

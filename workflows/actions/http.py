@@ -46,6 +46,9 @@ from workflows.runtime_settings import settings
 from workflows.templates import is_template
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# Methods HTTP defines as idempotent (RFC 9110 §9.2.2); POST and PATCH are safe to repeat
+# only when the step declares that its receiver honours the Idempotency-Key.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 KEPT_RESPONSE_HEADERS = (
     "content-type",
@@ -293,8 +296,25 @@ def _url_problem(url: object) -> str:
 
 class HttpRequestAction(Action):
     name = "http_request"
-    allowed_fields = ("method", "url", "headers", "json", "body", "expect_status", "timeout", "follow_redirects")
+    allowed_fields = (
+        "method",
+        "url",
+        "headers",
+        "json",
+        "body",
+        "expect_status",
+        "timeout",
+        "follow_redirects",
+        "idempotency_key_honoured",
+    )
     required_fields = ("url",)
+
+    def idempotent(self, config: Mapping[str, Any]) -> bool:
+        if config.get("idempotency_key_honoured") is True:
+            return True
+        method = config.get("method", "GET")
+        # A templated method is not known before the run: not declared safe.
+        return isinstance(method, str) and not is_template(method) and method.upper() in IDEMPOTENT_METHODS
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
         errors = self.field_problems(config)
@@ -321,6 +341,8 @@ class HttpRequestAction(Action):
         check_number(config, "timeout", errors, minimum=0.001, maximum=settings.HTTP_ACTION_TIMEOUT_S)
         if not isinstance(config.get("follow_redirects", True), bool):
             errors["follow_redirects"] = "must be true or false"
+        if not isinstance(config.get("idempotency_key_honoured", False), bool):
+            errors["idempotency_key_honoured"] = "must be true or false"
         return errors
 
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -342,9 +364,10 @@ class HttpRequestAction(Action):
             body = str(config["body"]).encode()
         for name in [n for n in headers if n.lower() == "idempotency-key"]:
             del headers[name]
-        # Run id + step id: a re-delivery or retry of this very step sends the same key,
-        # so the receiver can de-duplicate it.
-        headers["Idempotency-Key"] = f"{ctx.execution_id}:{ctx.step_id}"
+        # Run id + step id: every attempt of this very step sends the same key, and so
+        # does a resume of the run (it keys on the run it continues), so the receiver can
+        # de-duplicate it.
+        headers["Idempotency-Key"] = ctx.idempotency_key
         expect = config.get("expect_status")
         expect_set = frozenset(expect) if expect else None
         budget = self._budget(config.get("timeout"), ctx)

@@ -40,6 +40,16 @@ def registered(*, database: bool = False) -> Callable[[F], F]:
     return mark
 
 
+IDEMPOTENT_ATTRIBUTE = "conveyor_idempotent"
+
+
+def idempotent(function: Any) -> Any:
+    """Register an allow-listed callable as safe to repeat (a retry or a resume may call
+    it again): `@idempotent` above its definition."""
+    setattr(function, IDEMPOTENT_ATTRIBUTE, True)
+    return function
+
+
 def allowed_callables() -> list[str]:
     return list(settings.PYTHON_CALLABLE_ALLOWLIST)
 
@@ -82,6 +92,16 @@ class PythonCallableAction(Action):
         if not isinstance(kwargs, dict):
             errors["kwargs"] = "must be an object"
         return errors
+
+    def idempotent(self, config: Mapping[str, Any]) -> bool:
+        dotted = config.get("callable")
+        if not isinstance(dotted, str) or dotted not in allowed_callables():
+            return False
+        try:
+            function = _load(dotted)
+        except ConfigurationFault:
+            return False
+        return getattr(function, IDEMPOTENT_ATTRIBUTE, False) is True
 
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> Any:
         dotted = config.get("callable")

@@ -40,6 +40,13 @@ class StepContext:
     workflow_id: int | None = None
     organization_id: int | None = None
     deadline: float | None = None  # time.monotonic() value
+    # The run whose id keys this step's Idempotency-Key: the run itself, or the run a
+    # resume continues (so a receiver that honours keys does not repeat the step).
+    idempotency_base: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.idempotency_base or self.execution_id}:{self.step_id}"
 
     def remaining(self) -> float | None:
         """Seconds left before the run's deadline (None: no deadline)."""
@@ -52,6 +59,8 @@ class Action(ABC):
     jump_fields: ClassVar[tuple[str, ...]] = ()
     allowed_fields: ClassVar[tuple[str, ...]] = ()
     required_fields: ClassVar[tuple[str, ...]] = ()
+    # An action whose repetition is safe whatever its config (no effect outside the run).
+    idempotent_always: ClassVar[bool] = False
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, str]:
         """Field name → problem, empty when the config is usable. Values that are
@@ -62,6 +71,11 @@ class Action(ABC):
     @abstractmethod
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> Any:
         """Run with the rendered config; return a JSON-serialisable output."""
+
+    def idempotent(self, config: Mapping[str, Any]) -> bool:
+        """Whether running this step again (a retry, a resume) is safe for the config as
+        written. False unless the action says otherwise: repeating must be declared."""
+        return self.idempotent_always
 
     def jump_targets(self, config: Mapping[str, Any]) -> dict[str, str]:
         return {field: config[field] for field in self.jump_fields if isinstance(config.get(field), str)}

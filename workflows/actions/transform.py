@@ -10,6 +10,8 @@ from workflows.actions.registry import Action, StepContext
 
 class TransformAction(Action):
     name = "transform"
+    # Computes or waits only: repeating it is always safe.
+    idempotent_always = True
     allowed_fields = required_fields = ("output",)
 
     def run(self, config: Mapping[str, Any], ctx: StepContext) -> Any:
