@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions.models import Execution, Step
-from executions.presentation import rerun_notice, step_error_text
+from executions.presentation import incident_notice, rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
 from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ExecutionStatus, TriggerType
 from workflows.definitions import validate_definition
@@ -175,16 +175,32 @@ class StepSerializer(serializers.ModelSerializer):
         return max(0, int((obj.finished_at - obj.started_at).total_seconds() * 1000))
 
 
+class RunIncidentSerializer(serializers.Serializer):
+    """The platform incident a run was part of: when it started and was resolved, and the
+    sentence the pages show. No internal text (title, notes, codes) reaches the API."""
+
+    started_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    ongoing = serializers.BooleanField()
+    notice = serializers.CharField()
+
+
 class RunDetailSerializer(RunSerializer):
     steps = serializers.SerializerMethodField()
     rerun_notice = serializers.SerializerMethodField()
+    incident = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "steps")
+        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "incident", "steps")
         read_only_fields = fields
 
     def get_rerun_notice(self, obj: Execution) -> str:
         return rerun_notice(obj)
+
+    @extend_schema_field(RunIncidentSerializer(allow_null=True))
+    def get_incident(self, obj: Execution) -> dict | None:
+        found = incident_notice(obj)
+        return found.as_data() if found is not None else None
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:
