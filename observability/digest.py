@@ -24,6 +24,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from executions.models import Execution
+from incidents.queries import touching_organization
 from failures.catalogue import CATALOGUE, customer_message
 from failures.statuses import COUNTED_FOR_SUCCESS_RATE, FAILED_FOR_DIGEST, TERMINAL, ErrorType, ExecutionStatus
 from observability.metrics import DIGESTS
@@ -80,6 +81,16 @@ class WorkflowLine:
 
 
 @dataclass
+class IncidentLine:
+    """A platform incident that touched the organization: when, and how many of its runs
+    (what a customer may know: no title, notes or codes)."""
+
+    started_at: str
+    resolved_at: str  # "" while it is ongoing
+    runs: int
+
+
+@dataclass
 class Digest:
     organization: str
     organization_name: str
@@ -98,6 +109,7 @@ class Digest:
     recent_system_errors: list[ErrorLine] = field(default_factory=list)
     recent_workflow_errors: list[ErrorLine] = field(default_factory=list)
     top_workflows: list[WorkflowLine] = field(default_factory=list)
+    incidents: list[IncidentLine] = field(default_factory=list)
 
     def as_data(self) -> dict:
         return asdict(self)
@@ -203,6 +215,10 @@ def build_digest(organization: Organization, period: str, until: datetime | None
             _error_line(r, names) for r in failed.exclude(system).only(*columns).order_by(*newest_first)[:recent]
         ],
         top_workflows=top_lines,
+        incidents=[
+            IncidentLine(started_at=_iso(i.started_at), resolved_at=_iso(i.resolved_at), runs=i.runs)
+            for i in touching_organization(organization.pk, start, end)
+        ],
     )
 
 
@@ -246,6 +262,13 @@ def render_text(digest: Digest) -> str:
         lines += [
             f"   - {e.finished_at} {e.workflow} run {e.execution_id}: {e.error_code}"
             for e in digest.recent_system_errors
+        ]
+    if digest.incidents:
+        lines += ["", "Platform incidents that affected your runs (the platform failed, not your workflows):"]
+        lines += [
+            f"  - started {i.started_at}, " + (f"resolved {i.resolved_at}" if i.resolved_at else "ongoing")
+            + f": {i.runs} of your runs"
+            for i in digest.incidents
         ]
     by_type = ", ".join(f"{k} {v}" for k, v in digest.workflow_errors_by_type.items())
     lines += ["", f"Workflow errors (your steps or the services they call): {digest.workflow_errors} ({by_type})"]
