@@ -28,7 +28,7 @@ from failures.catalogue import CODE_CHOICES, SYSTEM_CATEGORIES, ErrorCategory
 from incidents import chart, recovery, services
 from incidents.models import Incident, IncidentNote, IncidentRun, IncidentStatus, OpenedBy
 
-STATUS_LOOK = {
+STATUS_LOOK: dict[str, tuple[str, str]] = {
     IncidentStatus.OPEN: ("#dc2626", "\u25cf Open"),
     IncidentStatus.RESOLVED: ("#16a34a", "\u2713 Resolved"),
 }
@@ -78,7 +78,7 @@ class IncidentFilter(InputListFilter):
 
 
 # executions.admin cannot import this app (it sits below it): the filter is added here.
-ExecutionAdmin.list_filter = (*ExecutionAdmin.list_filter, IncidentFilter)
+ExecutionAdmin.list_filter = (*ExecutionAdmin.list_filter, IncidentFilter)  # type: ignore[assignment]
 
 
 # --- forms ------------------------------------------------------------------------------------

@@ -81,16 +81,16 @@ def _window() -> timedelta:
 
 def unlinked_system_errors(since: datetime, until: datetime, limit: int = MAX_ROWS_PER_PASS) -> list[ErrorRow]:
     rows = (
-        Execution.objects.filter(
-            finished_at__gte=since, finished_at__lte=until, status=ExecutionStatus.SYSTEM_ERROR
-        )
+        Execution.objects.filter(finished_at__gte=since, finished_at__lte=until, status=ExecutionStatus.SYSTEM_ERROR)
         .filter(incident_link__isnull=True)
         .order_by("finished_at", "id")
         .values_list("id", "finished_at", "error_code", "error_category", "workflow_id", "organization_id")[:limit]
     )
+    # finished_at is never null in this range: the filter on it says so.
     return [
         ErrorRow(pk, at, code, category or (CATALOGUE[code].category if code in CATALOGUE else ""), wf, org)
         for pk, at, code, category, wf, org in rows
+        if at is not None
     ]
 
 

@@ -5,9 +5,7 @@ from prometheus_client import Counter
 
 from failures.catalogue import SYSTEM_CATEGORIES
 
-INCIDENTS_OPENED = Counter(
-    "conveyor_incidents_opened_total", "Platform incidents opened, by category", ["category"]
-)
+INCIDENTS_OPENED = Counter("conveyor_incidents_opened_total", "Platform incidents opened, by category", ["category"])
 INCIDENTS_RESOLVED = Counter("conveyor_incidents_resolved_total", "Platform incidents resolved")
 INCIDENT_NOTIFICATIONS = Counter(
     "conveyor_incident_notifications_total",

@@ -81,6 +81,9 @@ class IncidentRun(models.Model):
             models.Index(fields=["organization", "incident"], name="incident_run_org_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"run {self.execution_id} in incident #{self.incident_id}"
+
 
 class NoteKind(models.TextChoices):
     OPENED = "opened", "Opened"
@@ -122,3 +125,6 @@ class DetectorState(models.Model):
     name = models.CharField(max_length=32, primary_key=True)
     watermark = models.DateTimeField()
     last_pass_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} watermark {self.watermark:%Y-%m-%dT%H:%M:%S}"

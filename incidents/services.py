@@ -7,6 +7,7 @@ a notification never describes a change that rolled back, and never fails the ch
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ class IncidentRefused(ValueError):
 class ErrorRow:
     """One system error as the detector reads it (a run's columns, no model instance)."""
 
-    execution_id: object
+    execution_id: uuid.UUID
     at: datetime  # finished_at: when the platform recorded the error
     code: str
     category: str
@@ -174,9 +175,7 @@ def resolve(incident: Incident, *, author: str, end: datetime | None = None, not
         locked.resolved_at = now
         locked.end = end or locked.last_error_at or now
         locked.save(update_fields=["status", "resolved_at", "end"])
-        IncidentNote.objects.create(
-            incident=locked, kind=NoteKind.RESOLVED, author=author, text=note or "resolved"
-        )
+        IncidentNote.objects.create(incident=locked, kind=NoteKind.RESOLVED, author=author, text=note or "resolved")
         transaction.on_commit(lambda: _resolved(locked.pk, author))
     return locked
 

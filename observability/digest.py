@@ -24,9 +24,9 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from executions.models import Execution
-from incidents.queries import touching_organization
 from failures.catalogue import CATALOGUE, customer_message
 from failures.statuses import COUNTED_FOR_SUCCESS_RATE, FAILED_FOR_DIGEST, TERMINAL, ErrorType, ExecutionStatus
+from incidents.queries import touching_organization
 from observability.metrics import DIGESTS
 from observability.models import DigestPeriod, FailureDigest
 from tenancy.models import Member, Organization
@@ -266,7 +266,8 @@ def render_text(digest: Digest) -> str:
     if digest.incidents:
         lines += ["", "Platform incidents that affected your runs (the platform failed, not your workflows):"]
         lines += [
-            f"  - started {i.started_at}, " + (f"resolved {i.resolved_at}" if i.resolved_at else "ongoing")
+            f"  - started {i.started_at}, "
+            + (f"resolved {i.resolved_at}" if i.resolved_at else "ongoing")
             + f": {i.runs} of your runs"
             for i in digest.incidents
         ]

@@ -22,7 +22,9 @@ def system_error_at(workflow, when: datetime, code: str = Code.P0005, **fields) 
     created = when - timedelta(seconds=fields.pop("age_s", 30))
     run = make_execution(workflow, status=ExecutionStatus.PENDING, created_at=created, queued_at=created, **fields)
     with time_machine.travel(when, tick=False):
-        result = fail(run.pk, system_fault(code, f"test: {code}"), actor=Actor.REAPER, expected=[ExecutionStatus.PENDING])
+        result = fail(
+            run.pk, system_fault(code, f"test: {code}"), actor=Actor.REAPER, expected=[ExecutionStatus.PENDING]
+        )
     assert result.won
     run.refresh_from_db()
     return run

@@ -94,7 +94,12 @@ def test_an_operator_opens_annotates_merges_and_resolves_through_the_admin(outag
 
     response = client.post(
         f"{LIST}add/",
-        {"title": "DNS trouble", "start": "2026-03-02 09:55:00", "categories": ["network_rpc"], "note": "resolver flaps"},
+        {
+            "title": "DNS trouble",
+            "start": "2026-03-02 09:55:00",
+            "categories": ["network_rpc"],
+            "note": "resolver flaps",
+        },
     )
     by_hand = Incident.objects.get(opened_by=OpenedBy.OPERATOR)
     assert response.status_code == 302 and response["Location"].endswith(f"/{by_hand.pk}/change/")

@@ -32,7 +32,9 @@ def incident(settings):
     settings.INCIDENT_WINDOW_S = 300
     settings.INCIDENT_QUIET_S = 600
     acme, other = make_org("acme"), make_org("other")
-    runs = errors_every(make_workflow(acme), T0, 3, 10) + errors_every(make_workflow(other), T0 + timedelta(seconds=30), 2, 10)
+    runs = errors_every(make_workflow(acme), T0, 3, 10) + errors_every(
+        make_workflow(other), T0 + timedelta(seconds=30), 2, 10
+    )
     detect_at(T0 + timedelta(minutes=1))
     incident = Incident.objects.get()
     incident.title = SECRET_TITLE

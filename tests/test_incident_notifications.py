@@ -67,7 +67,9 @@ def outage() -> None:
     errors_every(make_workflow(), T0, 5, 10)
 
 
-def test_open_and_resolve_are_emailed_posted_signed_logged_and_counted(receiver, caplog, django_capture_on_commit_callbacks):
+def test_open_and_resolve_are_emailed_posted_signed_logged_and_counted(
+    receiver, caplog, django_capture_on_commit_callbacks
+):
     opened_before = counter(INCIDENTS_OPENED, category="infrastructure")
     resolved_before = counter(INCIDENTS_RESOLVED)
     sent_before = counter(INCIDENT_NOTIFICATIONS, channel="webhook", outcome="sent")
@@ -133,7 +135,9 @@ def test_a_failing_receiver_and_a_failing_mail_server_are_counted_not_raised(
         raise ConnectionRefusedError("smtp down")
 
     monkeypatch.setattr("incidents.notify.send_mail", broken_send_mail)
-    incident = services.open_incident(title="by hand", start=T0, opened_by="operator", author="operator:ann", categories=["database"])
+    incident = services.open_incident(
+        title="by hand", start=T0, opened_by="operator", author="operator:ann", categories=["database"]
+    )
     with django_capture_on_commit_callbacks(execute=True):
         services.resolve(incident, author="operator:ann")
 
