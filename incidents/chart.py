@@ -74,7 +74,7 @@ def svg(data: Series, incident: Incident) -> SafeString:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = max(1, len(data.counts))
     bar_w = plot_w / n
-    peak = max(1, data.peak)
+    peak = max(4, math.ceil(data.peak / 4) * 4)  # whole numbers on the four grid lines
     colours = {code: PALETTE[i % len(PALETTE)] for i, code in enumerate(data.codes)}
     unit = "minute" if data.bucket == timedelta(minutes=1) else f"{int(data.bucket.total_seconds() // 60)} minutes"
     parts = [
@@ -119,7 +119,8 @@ def svg(data: Series, incident: Incident) -> SafeString:
         i = round(k * n / labels) if labels else 0
         x = LEFT + i * bar_w
         when = timezone.localtime(data.start + data.bucket * i).strftime("%H:%M")
-        parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle" fill="#374151">{when}</text>')
+        anchor = "end" if k == labels else "start" if k == 0 else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 14}" text-anchor="{anchor}" fill="#374151">{when}</text>')
     parts.append(
         f'<text x="{LEFT}" y="{TOP + plot_h + 30}" fill="#6b7280">system errors per {escape(unit)} (UTC); '
         f"shaded: the incident</text>"

@@ -199,8 +199,8 @@ def _open_for(
         categories=[] if group_by == "code" else [key],
         codes=[key] if group_by == "code" else [],
         note=(
-            f"opened by the detector: {threshold} {group_by} {key} system errors within "
-            f"{window.total_seconds():g} s (first at {burst[0].at.isoformat()}, seen at {now.isoformat()})"
+            f"opened by the detector: {threshold} system errors of {group_by} {key} within "
+            f"{window.total_seconds():g} s (first at {burst[0].at:%Y-%m-%d %H:%M:%S}, seen at {now:%Y-%m-%d %H:%M:%S})"
         ),
         runs=burst,
     )
