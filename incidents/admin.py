@@ -140,9 +140,6 @@ class IncidentAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return super().has_change_permission(request, obj)
-
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
 
