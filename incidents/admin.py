@@ -67,7 +67,8 @@ class IncidentFilter(InputListFilter):
             return queryset
         if not value.isdigit():
             raise IncorrectLookupParameters("the incident filter takes an incident id")
-        return queryset.filter(incident_link__incident_id=int(value))
+        links = IncidentRun.objects.filter(incident_id=int(value)).values("execution_id")
+        return queryset.filter(pk__in=links)
 
     def describe(self, value: str | None) -> str:
         if value and value.isdigit():

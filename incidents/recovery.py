@@ -22,7 +22,7 @@ from executions.rerun import RerunRefused, rerun
 from executions.services import BULK_RERUN_LIMIT, BulkRerunResult
 from failures.catalogue import DID_NO_WORK_CODES
 from failures.statuses import TERMINAL, ErrorType
-from incidents.models import Incident, IncidentNote, NoteKind
+from incidents.models import Incident, IncidentNote, IncidentRun, NoteKind
 
 logger = logging.getLogger("conveyor.incidents")
 
@@ -32,7 +32,9 @@ RESUME_NEEDS = "Resuming the runs that may have partly run needs the run resume 
 def _runs(incident: Incident) -> QuerySet[Execution]:
     children = Execution.objects.filter(rerun_of=OuterRef("pk"))
     return (
-        Execution.objects.filter(incident_link__incident=incident, status__in=sorted(TERMINAL))
+        # The incident's links first (incident_run_incident_idx), then the runs by primary key.
+        Execution.objects.filter(pk__in=IncidentRun.objects.filter(incident=incident).values("execution_id"))
+        .filter(status__in=sorted(TERMINAL))
         .filter(~Q(Exists(children)))
         .order_by("created_at", "id")
     )

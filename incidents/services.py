@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
@@ -104,23 +104,26 @@ def gather(incident: Incident, runs: Sequence[ErrorRow]) -> int:
 
 
 def _attach(incident: Incident, runs: list[ErrorRow]) -> int:
-    linked = 0
-    for row in runs:
-        try:
-            with transaction.atomic():  # a run already in an incident (a concurrent pass) is skipped
-                IncidentRun.objects.create(
-                    incident=incident,
-                    execution_id=row.execution_id,
-                    workflow_id=row.workflow_id,
-                    organization_id=row.organization_id,
-                    error_code=row.code,
-                    error_at=row.at,
-                )
-        except IntegrityError:
-            continue
-        linked += 1
+    """Link runs in one statement; a run already in an incident (a concurrent pass, an
+    operator's incident) keeps its link (the one-to-one on the run refuses a second)."""
+    before = IncidentRun.objects.filter(incident=incident).count()
+    IncidentRun.objects.bulk_create(
+        [
+            IncidentRun(
+                incident=incident,
+                execution_id=row.execution_id,
+                workflow_id=row.workflow_id,
+                organization_id=row.organization_id,
+                error_code=row.code,
+                error_at=row.at,
+            )
+            for row in runs
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
     _refresh_counts(incident)
-    return linked
+    return incident.runs_count - before
 
 
 def _refresh_counts(incident: Incident) -> None:
