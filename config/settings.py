@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "scheduler",
     "reaper",
     "frontend",
+    "incidents",
     "observability",
     "devtools",
 ]
@@ -284,6 +285,25 @@ RETENTION_BATCH_SIZE = env_int("CONVEYOR_RETENTION_BATCH_SIZE", 500, minimum=1)
 RETENTION_MAX_BATCHES = env_int("CONVEYOR_RETENTION_MAX_BATCHES", 200, minimum=1)
 RETENTION_INTERVAL_S = env_int("CONVEYOR_RETENTION_INTERVAL_S", 3600, minimum=60)
 
+# --- Conveyor: platform incidents (docs/decisions/0012-incidents.md) -------------------
+# The detector (beat, maintenance queue, every INCIDENT_DETECT_S) opens an incident when
+# INCIDENT_THRESHOLD system errors of one category (or one code) fall within
+# INCIDENT_WINDOW_S, and resolves it after INCIDENT_QUIET_S without one.
+INCIDENT_THRESHOLD = env_int("CONVEYOR_INCIDENT_THRESHOLD", 5, minimum=1)
+INCIDENT_WINDOW_S = env_int("CONVEYOR_INCIDENT_WINDOW_S", 300, minimum=1)
+INCIDENT_QUIET_S = env_int("CONVEYOR_INCIDENT_QUIET_S", 600, minimum=1)
+INCIDENT_GROUP_BY = env_choice("CONVEYOR_INCIDENT_GROUP_BY", "category", {"category", "code"})
+INCIDENT_DETECT_S = env_float("CONVEYOR_INCIDENT_DETECT_S", 30.0, minimum=0.2)
+INCIDENT_LEASE_S = env_float("CONVEYOR_INCIDENT_LEASE_S", 300.0, minimum=1.0)
+# Who is told: staff addresses (Django's email backend) and one outgoing webhook, signed
+# with the v2 scheme of docs/webhooks.md and subject to the HTTP action's address policy.
+INCIDENT_EMAILS = env_list("CONVEYOR_INCIDENT_EMAILS", [])
+INCIDENT_WEBHOOK_URL = env_str("CONVEYOR_INCIDENT_WEBHOOK_URL", "")
+INCIDENT_WEBHOOK_SECRET = env_str("CONVEYOR_INCIDENT_WEBHOOK_SECRET", "")
+if INCIDENT_WEBHOOK_URL and not INCIDENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("CONVEYOR_INCIDENT_WEBHOOK_URL is set: CONVEYOR_INCIDENT_WEBHOOK_SECRET must be too")
+INCIDENT_WEBHOOK_TIMEOUT_S = env_float("CONVEYOR_INCIDENT_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
+
 # --- Conveyor: triggers (DESIGN.md §5, docs/decisions/0004-triggers.md) ----------------
 # Cron dispatcher: a beat tick every SCHEDULE_TICK_S; after downtime one catch-up run for
 # the latest missed fire time, if it is at most SCHEDULE_CATCHUP_WINDOW_S old.
@@ -348,6 +368,7 @@ CELERY_TASK_ROUTES = {
     "reaper.*": {"queue": MAINTENANCE_QUEUE},
     "scheduler.tasks.maintenance_*": {"queue": MAINTENANCE_QUEUE},
     "observability.*": {"queue": MAINTENANCE_QUEUE},
+    "incidents.*": {"queue": MAINTENANCE_QUEUE},
 }
 # Acknowledged when the worker accepts the task (DESIGN.md §4, docs/decisions/0001).
 CELERY_TASK_ACKS_LATE = False
@@ -380,6 +401,7 @@ CELERY_BEAT_SCHEDULE = {
     "reaper-sweep": _periodic("reaper.tasks.sweep", REAPER_INTERVAL_S),
     "scheduler-tick": _periodic("scheduler.tasks.maintenance_schedule_tick", SCHEDULE_TICK_S),
     "system-retry-tick": _periodic("scheduler.tasks.maintenance_system_retry_tick", SYSTEM_RETRY_TICK_S),
+    "incident-detection": _periodic("incidents.tasks.detect", INCIDENT_DETECT_S),
     "retention-purge": _periodic("observability.tasks.purge_expired_runs", float(RETENTION_INTERVAL_S)),
 }
 if CHAINS:  # no poll messages every few seconds on a platform without block triggers

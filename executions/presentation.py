@@ -10,7 +10,9 @@ explanation is honest: the platform failed, there is nothing to fix in the workf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -169,3 +171,23 @@ def attempt_lines(attempts: list | None, *, internal: bool = False) -> list[str]
 def resumed_notice(execution) -> str:
     """ "resumed from <run> at step <id>" on a resume's detail, else ""."""
     return execution.resumed_notice
+
+
+# --- platform incidents ------------------------------------------------------------------
+# The incidents app sits above this one (it reads runs), so it registers the function that
+# says which incident a run belongs to (incidents.queries.customer_notice) when it loads;
+# the admin, the pages and the API ask here. What it returns has `notice` (the sentence a
+# customer reads) and `as_data()` (the API's object), nothing internal.
+_incident_notice: Callable[[Any], Any] | None = None
+
+
+def register_incident_notice(provider: Callable[[Any], Any]) -> None:
+    global _incident_notice
+    _incident_notice = provider
+
+
+def incident_notice(execution) -> Any:
+    """The platform incident a run belongs to, as its customer may see it (None if none)."""
+    if _incident_notice is None or execution is None:
+        return None
+    return _incident_notice(execution)

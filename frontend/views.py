@@ -175,6 +175,7 @@ def _run_context(run: Execution) -> dict:
         "explanation": presentation.explanation(run.status, run.error_type, run.error_code),
         "rerun_notice": rerun_notice(run),
         "resumable": run.status in ERROR_STATUSES,
+        "incident": presentation.incident_notice(run),
         "is_terminal": run.is_terminal,
         "in_progress": run.status in IN_PROGRESS,
     }

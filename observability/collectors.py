@@ -34,6 +34,7 @@ from executions import queries
 from executions.models import Execution
 from failures.catalogue import CATALOGUE, SYSTEM_CATEGORIES
 from failures.statuses import ERROR_STATUSES, IN_PROGRESS, TERMINAL, ErrorType, ExecutionStatus, status_for_error_type
+from incidents.models import Incident, IncidentStatus
 from messaging.queue import client as queue_client
 from messaging.queue import full_name
 from reaper.models import Lease
@@ -88,6 +89,7 @@ class DatabaseCollector(Collector):
             ("managed_workflows", self.managed_workflows),
             ("in_flight", self.in_flight),
             ("reaper", self.reaper),
+            ("incidents", self.incidents),
         ]
 
     def collect(self) -> Iterator[Metric]:
@@ -232,6 +234,13 @@ class DatabaseCollector(Collector):
             "Unix time the reaper last finished a sweep (0: never)",
         )
         family.add_metric([], last.timestamp() if last else 0.0)
+        yield family
+
+    def incidents(self, now: datetime) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "conveyor_open_incidents", "Platform incidents open now (incidents app; incident_status_start_idx)"
+        )
+        family.add_metric([], Incident.objects.filter(status=IncidentStatus.OPEN).count())
         yield family
 
 

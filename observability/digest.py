@@ -33,6 +33,7 @@ from failures.statuses import (
     ExecutionStatus,
     TriggerType,
 )
+from incidents.queries import touching_organization
 from observability.metrics import DIGESTS
 from observability.models import DigestPeriod, FailureDigest
 from tenancy.models import Member, Organization
@@ -87,6 +88,16 @@ class WorkflowLine:
 
 
 @dataclass
+class IncidentLine:
+    """A platform incident that touched the organization: when, and how many of its runs
+    (what a customer may know: no title, notes or codes)."""
+
+    started_at: str
+    resolved_at: str  # "" while it is ongoing
+    runs: int
+
+
+@dataclass
 class Digest:
     organization: str
     organization_name: str
@@ -110,6 +121,7 @@ class Digest:
     retried_runs: int = 0
     resumed_runs: int = 0
     left_for_operator: int = 0
+    incidents: list[IncidentLine] = field(default_factory=list)
 
     def as_data(self) -> dict:
         return asdict(self)
@@ -221,6 +233,10 @@ def build_digest(organization: Organization, period: str, until: datetime | None
         ).count(),
         resumed_runs=finished.filter(trigger_type=TriggerType.RESUME).count(),
         left_for_operator=failed.filter(left_for_operator=True).count(),
+        incidents=[
+            IncidentLine(started_at=_iso(i.started_at), resolved_at=_iso(i.resolved_at), runs=i.runs)
+            for i in touching_organization(organization.pk, start, end)
+        ],
     )
 
 
@@ -264,6 +280,14 @@ def render_text(digest: Digest) -> str:
         lines += [
             f"   - {e.finished_at} {e.workflow} run {e.execution_id}: {e.error_code}"
             for e in digest.recent_system_errors
+        ]
+    if digest.incidents:
+        lines += ["", "Platform incidents that affected your runs (the platform failed, not your workflows):"]
+        lines += [
+            f"  - started {i.started_at}, "
+            + (f"resolved {i.resolved_at}" if i.resolved_at else "ongoing")
+            + f": {i.runs} of your runs"
+            for i in digest.incidents
         ]
     by_type = ", ".join(f"{k} {v}" for k, v in digest.workflow_errors_by_type.items())
     lines += ["", f"Workflow errors (your steps or the services they call): {digest.workflow_errors} ({by_type})"]

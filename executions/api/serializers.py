@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from executions.models import Execution, Step
 from executions.outputs import run_output
-from executions.presentation import rerun_notice, step_error_text
+from executions.presentation import incident_notice, rerun_notice, step_error_text
 from failures.errors import InvalidDefinition
 from failures.statuses import ALL_STATUSES, ERROR_STATUSES, TERMINAL, ErrorType, ExecutionStatus, TriggerType
 from workflows.definitions import runtime_problems, validate_definition
@@ -209,13 +209,24 @@ class StepSerializer(serializers.ModelSerializer):
         return max(0, int((obj.finished_at - obj.started_at).total_seconds() * 1000))
 
 
+class RunIncidentSerializer(serializers.Serializer):
+    """The platform incident a run was part of: when it started and was resolved, and the
+    sentence the pages show. No internal text (title, notes, codes) reaches the API."""
+
+    started_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    ongoing = serializers.BooleanField()
+    notice = serializers.CharField()
+
+
 class RunDetailSerializer(RunSerializer):
     output = serializers.SerializerMethodField()
     steps = serializers.SerializerMethodField()
     rerun_notice = serializers.SerializerMethodField()
+    incident = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "resumed_from", "steps")
+        fields = (*RunSerializer.Meta.fields, "input", "output", "rerun_notice", "resumed_from", "incident", "steps")
         read_only_fields = fields
 
     resumed_from = serializers.SerializerMethodField(help_text='a resume: "resumed from <run> at step <id>"')
@@ -236,6 +247,11 @@ class RunDetailSerializer(RunSerializer):
 
     def get_resumed_from(self, obj: Execution) -> str:
         return obj.resumed_notice
+
+    @extend_schema_field(RunIncidentSerializer(allow_null=True))
+    def get_incident(self, obj: Execution) -> dict | None:
+        found = incident_notice(obj)
+        return found.as_data() if found is not None else None
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, obj: Execution) -> list[dict]:

@@ -1,0 +1,97 @@
+"""Recovery from an incident (the admin's incident page).
+
+- Re-run the runs that did no work: the incident's finished runs that are "safe to re-run"
+  (failures.catalogue.DID_NO_WORK_CODES: no step ever started) and have no child run yet,
+  each through executions.rerun, at most BULK_RERUN_LIMIT per confirmation, stopping at
+  the first message that cannot be sent: the bulk re-run's rules (executions.services).
+- Resume the others: runs that may have partly run are resumed from their failed step, not
+  re-run from the start; that needs the resume service of issue 13 (`resume_others`
+  below is the hook point it fills).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from executions.enqueue import EnqueueFailed
+from executions.models import Execution
+from executions.refusals import answer_for
+from executions.rerun import RerunRefused, rerun
+from executions.services import BULK_RERUN_LIMIT, BulkRerunResult
+from failures.catalogue import DID_NO_WORK_CODES
+from failures.statuses import TERMINAL, ErrorType
+from incidents.models import Incident, IncidentNote, IncidentRun, NoteKind
+
+logger = logging.getLogger("conveyor.incidents")
+
+RESUME_NEEDS = "Resuming the runs that may have partly run needs the run resume service (issue 13)."
+
+
+def _runs(incident: Incident) -> QuerySet[Execution]:
+    children = Execution.objects.filter(rerun_of=OuterRef("pk"))
+    return (
+        # The incident's links first (incident_run_incident_idx), then the runs by primary key.
+        Execution.objects.filter(pk__in=IncidentRun.objects.filter(incident=incident).values("execution_id"))
+        .filter(status__in=sorted(TERMINAL))
+        .filter(~Q(Exists(children)))
+        .order_by("created_at", "id")
+    )
+
+
+def safe_to_rerun(incident: Incident) -> QuerySet[Execution]:
+    """The incident's runs that provably did no work and were not re-run yet."""
+    return _runs(incident).filter(error_type=ErrorType.SYSTEM, error_code__in=sorted(DID_NO_WORK_CODES))
+
+
+def may_have_partly_run(incident: Incident) -> QuerySet[Execution]:
+    """The others: they may have partly run, so a re-run from the start could repeat work."""
+    return _runs(incident).exclude(error_type=ErrorType.SYSTEM, error_code__in=sorted(DID_NO_WORK_CODES))
+
+
+def rerun_safe_runs(incident: Incident, *, actor: str, limit: int | None = None) -> BulkRerunResult:
+    limit = BULK_RERUN_LIMIT if limit is None else limit
+    result = BulkRerunResult()
+    for execution in safe_to_rerun(incident).select_related("workflow")[:limit]:
+        try:
+            child = rerun(execution, actor=actor)
+        except RerunRefused as exc:
+            result.refused.append((execution.pk, str(exc)))
+            continue
+        except EnqueueFailed as exc:
+            answer = answer_for(exc)
+            result.enqueue_failed = (answer.run_id, answer.message)
+            break
+        result.rerun.append((execution.pk, child.pk))
+    result.remaining = safe_to_rerun(incident).count()
+    IncidentNote.objects.create(
+        incident=incident,
+        kind=NoteKind.RECOVERY,
+        author=actor,
+        text=(
+            f"re-ran {len(result.rerun)} run(s) that did no work; {len(result.refused)} refused; "
+            f"{result.remaining} left" + ("; stopped: the queue refused a message" if result.stopped_early else "")
+        ),
+    )
+    logger.info(
+        "incident recovery: re-run",
+        extra={
+            "event": "incident_rerun",
+            "incident_id": incident.pk,
+            "actor": actor,
+            "rerun": len(result.rerun),
+            "refused": len(result.refused),
+            "remaining": result.remaining,
+            "stopped_early": result.stopped_early,
+        },
+    )
+    return result
+
+
+def resume_others(incident: Incident, *, actor: str) -> BulkRerunResult:
+    """HOOK (issue 13, run resume): resume each of `may_have_partly_run(incident)` from its
+    failed step through the resume service, with the same limit, counts and stop-at-the-
+    first-enqueue-failure rule as `rerun_safe_runs`. Until that service exists the admin
+    shows the count and this explanation, and offers no button."""
+    raise NotImplementedError(RESUME_NEEDS)
