@@ -360,11 +360,13 @@ def open_incidents(limit: int = INCIDENTS_LISTED) -> list[IncidentRow] | None:
     module = importlib.import_module("incidents.queries")
     rows = []
     for incident in module.open_incidents(limit=limit):
-        meta = incident._meta
-        try:
-            url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[incident.pk])
-        except NoReverseMatch:
-            url = None
+        meta = getattr(incident, "_meta", None)
+        url = None
+        if meta is not None:
+            try:
+                url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[incident.pk])
+            except NoReverseMatch:
+                pass  # no admin page for it (yet): listed without a link
         rows.append(IncidentRow(str(incident), getattr(incident, "started_at", None), url))
     return rows
 
