@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.urls import NoReverseMatch, reverse
+from django.utils.dateparse import parse_datetime
 
 from executions import queries
 from executions.models import Execution
@@ -290,10 +291,20 @@ def workers(now: datetime) -> list[WorkerRow]:
             status=row.status,
             updated_at=row.updated_at,
             reporting=row.updated_at >= stale_before,
-            queues=sorted(((row.details or {}).get("queues") or {}).items()),
+            queues=[
+                (name, _queue_state(state)) for name, state in sorted(((row.details or {}).get("queues") or {}).items())
+            ],
         )
         for row in WorkerLiveness.objects.order_by("node")
     ]
+
+
+def _queue_state(state: dict) -> dict:
+    """A queue's entry of a liveness row, its last receive as a datetime (stored as ISO text)."""
+    state = dict(state or {})
+    raw = state.get("last_receive_at")
+    state["last_receive_at"] = parse_datetime(raw) if isinstance(raw, str) else None
+    return state
 
 
 @dataclass(frozen=True)

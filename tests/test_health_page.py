@@ -232,7 +232,7 @@ def test_stuck_runs_the_workers_liveness_and_the_reapers_last_sweep_are_shown(se
     workers = page[page.index('id="cv-workers"') : page.index('id="cv-stuck"')]
     one = workers[workers.index('data-worker="runs@host-1"') : workers.index('data-worker="runs@host-2"')]
     two = workers[workers.index('data-worker="runs@host-2"') :]
-    assert "cv-state-ok" in one and "not reporting" not in one
+    assert "cv-state-ok" in one and "not reporting" not in one and "last receive 12:07:20 UTC" in one
     assert "degraded" in two and "not reporting" in two and "7 failures in a row" in two
 
     reaper = page[page.index('id="cv-reaper"') : page.index('id="cv-queues"')]
