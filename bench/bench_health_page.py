@@ -56,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the database (default: dropped at the end)")
+    parser.add_argument("--reuse", action="store_true", help="measure a database kept by --keep, without loading")
     return parser.parse_args()
 
 
@@ -211,6 +212,7 @@ def load(n: int) -> float:
         for _, definition in indexes:
             cursor.execute(definition)
         cursor.execute(f"VACUUM ANALYZE {table}")
+    refresh_in_flight()
     now = timezone.now()
     for i, status in enumerate(("ok", "ok", "degraded")):
         WorkerLiveness.objects.create(
@@ -221,6 +223,27 @@ def load(n: int) -> float:
         )
     Lease.objects.create(name=LEASE_NAME, last_finished_at=now - timedelta(seconds=20))
     return time.perf_counter() - started
+
+
+def refresh_in_flight() -> None:
+    """In-flight runs' times from now (the load takes minutes on a busy machine, a reused
+    database hours): STUCK pending runs 20-30 minutes old, the rest queued within 10."""
+    from django.db import connection
+
+    from executions.models import Execution
+
+    table = Execution._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET queued_at = now() - random() * interval '10 minutes', "
+            f"heartbeat_at = CASE WHEN status = %s THEN now() END WHERE status IN (%s, %s)",
+            [S.RUNNING, S.PENDING, S.RUNNING],
+        )
+        cursor.execute(
+            f"UPDATE {table} SET queued_at = now() - interval '20 minutes' - random() * interval '10 minutes' "
+            f"WHERE id IN (SELECT id FROM {table} WHERE status = %s ORDER BY id LIMIT %s)",
+            [S.PENDING, STUCK],
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -330,7 +353,8 @@ def line(label: str, r: dict) -> str:
 
 def main() -> None:
     args = parse_args()
-    create_database(args.database_url)
+    if not args.reuse:
+        create_database(args.database_url)
     setup_django(args.database_url)
     try:
         run(args)
@@ -352,8 +376,16 @@ def run(args: argparse.Namespace) -> None:
     from tests.harness.moto_server import MotoServer
     from tests.harness.sqs import SqsQueues, new_prefix
 
-    loaded = load(args.runs)
-    print(f"loaded {args.runs:,} runs in {loaded:.1f} s")
+    if args.reuse:
+        from executions.models import Execution
+
+        refresh_in_flight()
+        print(f"reusing {Execution.objects.count():,} runs")
+        RunHour.objects.all().delete()
+        get_user_model().objects.filter(username="bench-operator").delete()
+    else:
+        loaded = load(args.runs)
+        print(f"loaded {args.runs:,} runs in {loaded:.1f} s")
     started = time.perf_counter()
     report = health.roll_up(timezone.now())
     print(f"rollup, first pass: {report.hours} hours from nothing in {time.perf_counter() - started:.2f} s")

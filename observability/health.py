@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, F, Max, Sum, Window
 from django.db.models.functions import TruncHour, TruncMinute
 from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
@@ -149,19 +149,16 @@ class Sli:
 def sli(now: datetime) -> Sli:
     """Runs per terminal status that finished since the start of the hour SLO_WINDOW ago."""
     since = floor_hour(now - SLO_WINDOW)
-    latest = RunHour.objects.filter(hour__gte=since).aggregate(latest=Max("hour"))["latest"]
     counts: dict[str, int] = defaultdict(int)
-    live_from = since
-    rolled_up_until = None
-    if latest is not None:
-        rolled_up_until = live_from = latest + HOUR
-        for status, n in (
-            RunHour.objects.filter(hour__gte=since, hour__lt=rolled_up_until)
-            .values_list("status")
-            .annotate(n=Sum("runs"))
-            .order_by()
-        ):
-            counts[status] += n or 0
+    # One query for the rolled-up hours and how far they go (every pass writes every status
+    # of every hour it covers, zeros included, so each status' latest hour is the same).
+    rolled = RunHour.objects.filter(hour__gte=since).values_list("status").annotate(n=Sum("runs"), latest=Max("hour"))
+    latest = None
+    for status, n, last in rolled.order_by():
+        counts[status] += n or 0
+        latest = last if latest is None else max(latest, last)
+    rolled_up_until = None if latest is None else latest + HOUR
+    live_from = rolled_up_until or since
     live = Execution.objects.filter(finished_at__gte=live_from, status__in=sorted(TERMINAL))
     for status, n in live.values_list("status").annotate(n=Count("*")).order_by():
         counts[status] += n
@@ -260,13 +257,18 @@ def queue_rows(now: datetime) -> list[QueueRow]:
             holds_runs=name == settings.RUNS_QUEUE,
         )
         if row.holds_runs:
-            queued = pending.filter(queued_at__isnull=False).order_by("queued_at")
-            oldest = queued.values_list("id", "queued_at").first()
+            # One query: the oldest pending run, and how many are pending beside it.
+            oldest = (
+                pending.annotate(total=Window(Count("*")))
+                .order_by(F("queued_at").asc(nulls_last=True))
+                .values_list("id", "queued_at", "total")
+                .first()
+            )
             row = QueueRow(
                 **{
                     **row.__dict__,
-                    "pending": pending.count(),
-                    "oldest_pending_id": str(oldest[0]) if oldest else None,
+                    "pending": oldest[2] if oldest else 0,
+                    "oldest_pending_id": str(oldest[0]) if oldest and oldest[1] else None,
                     "oldest_pending_at": oldest[1] if oldest else None,
                 }
             )
@@ -335,18 +337,25 @@ class Stuck:
 
 
 def stuck_runs(now: datetime) -> Stuck:
-    """What the reaper will age at its next sweep (the reaper's own query), oldest first."""
-    runs = Execution.objects.filter(queries.stuck(now))
+    """What the reaper will age at its next sweep (the reaper's own query), oldest first:
+    one query, the total counted by a window function beside the rows listed."""
+    rows = (
+        Execution.objects.filter(queries.stuck(now))
+        .annotate(total=Window(Count("*")))
+        .order_by("queued_at")
+        .values_list("id", "status", "workflow__name", "queued_at", "deadline_at", "heartbeat_at", "total")
+    )
+    found = list(rows[:STUCK_LISTED])
     listed = []
-    for run in runs.select_related("workflow").order_by("queued_at")[:STUCK_LISTED]:
-        if run.status == S.PENDING:
-            reason, since = "never received", run.queued_at
-        elif run.deadline_at and run.deadline_at < now:
-            reason, since = "past its deadline", run.deadline_at
+    for run_id, status, workflow, queued_at, deadline_at, heartbeat_at, _ in found:
+        if status == S.PENDING:
+            reason, since = "never received", queued_at
+        elif deadline_at and deadline_at < now:
+            reason, since = "past its deadline", deadline_at
         else:
-            reason, since = "heartbeat stale", run.heartbeat_at
-        listed.append(StuckRun(str(run.id), run.status, run.workflow.name, reason, since))
-    return Stuck(count=runs.count(), runs=listed)
+            reason, since = "heartbeat stale", heartbeat_at
+        listed.append(StuckRun(str(run_id), status, workflow, reason, since))
+    return Stuck(count=found[0][-1] if found else 0, runs=listed)
 
 
 # --------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ def health(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Platform health",
+        "is_nav_sidebar_enabled": False,  # the page is wide, and the sidebar costs a render of every app
         "health": reading,
         "chart_svg": svg,
         "slo_window_days": health_readings.SLO_WINDOW.days,
