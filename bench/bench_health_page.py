@@ -18,6 +18,7 @@ session, queries, template; no network), after three warm-up requests, p50/p95 o
 ``--requests``:
 
 - the health page (queue depth from a real moto SQS server, cached as /metrics caches it);
+- the page's readings alone (``observability.health.read``: its queries, no template);
 - the same page reading SQS on every request (``CONVEYOR_METRICS_QUEUE_CACHE_S=0``);
 - the same page without the rollup (every run of the 30 days counted live: what the
   RunHour table saves);
