@@ -263,6 +263,16 @@ METRICS_MANAGED_ORGS = env_list("CONVEYOR_METRICS_MANAGED_ORGS", [])
 METRICS_QUEUES = [RUNS_QUEUE, MAINTENANCE_QUEUE, DEAD_LETTER_QUEUE]
 METRICS_QUEUE_TIMEOUT_S = env_float("CONVEYOR_METRICS_QUEUE_TIMEOUT_S", 1.0, minimum=0.1)
 METRICS_QUEUE_CACHE_S = env_float("CONVEYOR_METRICS_QUEUE_CACHE_S", 15.0, minimum=0.0)
+# The availability objective the health page measures the error budget against: the share
+# of counted runs (success, error, system_error) that must not end system_error over 30
+# days. deploy/prometheus/alerts.yml's conveyor:slo_objective:ratio is the alerts' copy:
+# change both (tests/test_health_page_objective_matches_the_rules.py keeps the defaults equal).
+SLO_OBJECTIVE = env_float("CONVEYOR_SLO_OBJECTIVE", 0.995, minimum=0.0)
+if not 0.0 < SLO_OBJECTIVE < 1.0:
+    raise ImproperlyConfigured(f"CONVEYOR_SLO_OBJECTIVE={SLO_OBJECTIVE} must be between 0 and 1, e.g. 0.995")
+# How often the maintenance worker rolls finished runs up into hourly counts per status
+# (observability.RunHour, which the health page's SLI reads; decision 0015).
+HEALTH_ROLLUP_INTERVAL_S = env_float("CONVEYOR_HEALTH_ROLLUP_INTERVAL_S", 300.0, minimum=10.0)
 WORKER_METRICS_PORT = env_int("CONVEYOR_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 WORKER_METRICS_ADDR = env_str("CONVEYOR_WORKER_METRICS_ADDR", "0.0.0.0")
 DIGEST_PERIODS = env_list("CONVEYOR_DIGEST_PERIODS", ["daily", "weekly"])
@@ -403,6 +413,7 @@ CELERY_BEAT_SCHEDULE = {
     "system-retry-tick": _periodic("scheduler.tasks.maintenance_system_retry_tick", SYSTEM_RETRY_TICK_S),
     "incident-detection": _periodic("incidents.tasks.detect", INCIDENT_DETECT_S),
     "retention-purge": _periodic("observability.tasks.purge_expired_runs", float(RETENTION_INTERVAL_S)),
+    "health-rollup": _periodic("observability.tasks.roll_up_run_hours", HEALTH_ROLLUP_INTERVAL_S),
 }
 if CHAINS:  # no poll messages every few seconds on a platform without block triggers
     CELERY_BEAT_SCHEDULE["block-poll"] = _periodic("scheduler.tasks.maintenance_block_poll", BLOCK_POLL_S)

@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils import timezone
 
+from failures.statuses import ExecutionStatus
+
 
 class DigestPeriod(models.TextChoices):
     DAILY = "daily", "Daily"
@@ -38,3 +40,23 @@ class FailureDigest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} {self.period} digest from {self.period_start:%Y-%m-%d}"
+
+
+class RunHour(models.Model):
+    """Runs that finished within one UTC hour, per terminal status: the health page's SLI
+    over 30 days sums about 3,600 of these rows instead of counting a million runs.
+
+    Written only by ``observability.health.roll_up`` (a maintenance-queue task), which
+    recomputes the last closed hours from the runs themselves, so a row is idempotent and
+    the table can be rebuilt at any time (decision 0015)."""
+
+    hour = models.DateTimeField(help_text="start of the UTC hour the runs finished in")
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    runs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["hour", "status"]
+        constraints = [models.UniqueConstraint(fields=["hour", "status"], name="run_hour_hour_status_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.status}: {self.runs}"

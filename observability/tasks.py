@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from observability.digest import deliver, period_bounds
+from observability.health import roll_up
 from observability.retention import purge_expired
 from pipeline.tasks import ConveyorTask
 from tenancy.models import Organization
@@ -46,3 +47,10 @@ def purge_expired_runs() -> dict:
         "batches": report.batches,
         "more": report.more,
     }
+
+
+@shared_task(base=ConveyorTask, name="observability.tasks.roll_up_run_hours")
+def roll_up_run_hours() -> dict:
+    """The health page's hourly counts per status (observability.health.roll_up)."""
+    report = roll_up(timezone.now())
+    return {"hours": report.hours, "until": report.until.isoformat(), "pruned": report.pruned}

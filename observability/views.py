@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from observability import charts
+from observability import health as health_readings
 from observability.collectors import DatabaseCollector, QueueDepthCollector
 
 
@@ -53,3 +58,43 @@ def build_registry() -> CollectorRegistry:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(build_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+@staff_member_required
+def health(request: HttpRequest) -> HttpResponse:
+    """The health page (staff only): SLI and error budget, system errors over 24 h, open
+    incidents, queues, workers, the reaper and stuck runs (observability/health.py)."""
+    from django.contrib import admin
+
+    reading = health_readings.read(timezone.now())
+    chart = reading.chart
+    svg = charts.stacked_bars(
+        chart.starts,
+        [
+            charts.Series(category or "uncategorised", health_readings.category_label(category), values)
+            for category, values in chart.by_category.items()
+        ],
+        title="System errors per 15 minutes over the last 24 hours, by category",
+        label_every=12,
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": "Platform health",
+        "is_nav_sidebar_enabled": False,  # the page is wide, and the sidebar costs a render of every app
+        "health": reading,
+        "chart_svg": svg,
+        "slo_window_days": health_readings.SLO_WINDOW.days,
+        "sli_percent": _percent(reading.sli.ratio, 3),
+        "budget_percent": _percent(reading.sli.budget_left, 1),
+        "objective_percent": _percent(reading.sli.objective, 2),
+        "oldest_pending_ages": {
+            row.name: (reading.now - row.oldest_pending_at).total_seconds()
+            for row in reading.queues
+            if row.oldest_pending_at is not None
+        },
+    }
+    return render(request, "observability/health.html", context)
+
+
+def _percent(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f} %"
