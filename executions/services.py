@@ -254,15 +254,13 @@ def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit
     return result
 
 
-def bulk_resume(
-    code: str, since: datetime, until: datetime, *, actor: str, limit: int | None = None
-) -> BulkRerunResult:
-    """Resume up to `limit` of the failed runs with `code` in [since, until) that have no
-    child run yet, oldest first. A run whose interrupted step may repeat and is not
-    idempotent is refused (listed): it is resumed one by one, with a confirmation."""
+def resume_each(candidates: QuerySet[Execution], *, actor: str, limit: int | None = None) -> BulkRerunResult:
+    """Resume up to `limit` of `candidates` (failed runs), in their order, as an operator:
+    a run whose interrupted step may repeat is refused and listed (it is resumed one by
+    one, with a confirmation); stops at the first message the queue refuses. `remaining`
+    counts the candidates still without a child run, the refused ones included."""
     limit = BULK_RERUN_LIMIT if limit is None else limit
     result = BulkRerunResult()
-    candidates = bulk_rerun_candidates(code, since, until).filter(status__in=sorted(ERROR_STATUSES))
     for execution in candidates.select_related("workflow")[:limit]:
         try:
             child = resume(execution, actor=actor, origin="operator")
@@ -274,7 +272,18 @@ def bulk_resume(
             result.enqueue_failed = (answer.run_id, answer.message)
             break
         result.rerun.append((execution.pk, child.pk))
-    result.remaining = bulk_rerun_candidates(code, since, until).filter(status__in=sorted(ERROR_STATUSES)).count()
+    result.remaining = candidates.count()
+    return result
+
+
+def bulk_resume(
+    code: str, since: datetime, until: datetime, *, actor: str, limit: int | None = None
+) -> BulkRerunResult:
+    """Resume up to `limit` of the failed runs with `code` in [since, until) that have no
+    child run yet, oldest first. A run whose interrupted step may repeat and is not
+    idempotent is refused (listed): it is resumed one by one, with a confirmation."""
+    candidates = bulk_rerun_candidates(code, since, until).filter(status__in=sorted(ERROR_STATUSES))
+    result = resume_each(candidates, actor=actor, limit=limit)
     logger.info(
         "bulk resume",
         extra={

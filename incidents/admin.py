@@ -192,6 +192,7 @@ class IncidentAdmin(admin.ModelAdmin):
             path("<int:object_id>/resolve/", view(self.resolve_view), name="incidents_incident_resolve"),
             path("<int:object_id>/merge/", view(self.merge_view), name="incidents_incident_merge"),
             path("<int:object_id>/rerun/", view(self.rerun_view), name="incidents_incident_rerun"),
+            path("<int:object_id>/resume/", view(self.resume_view), name="incidents_incident_resume"),
             *super().get_urls(),
         ]
 
@@ -260,7 +261,7 @@ class IncidentAdmin(admin.ModelAdmin):
             "safe_count": safe,
             "this_click": min(safe, BULK_RERUN_LIMIT),
             "limit": BULK_RERUN_LIMIT,
-            "others_count": recovery.may_have_partly_run(incident).count(),
+            "others_count": recovery.resumable_others(incident).count(),
             "resume_needs": recovery.RESUME_NEEDS,
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -328,3 +329,27 @@ class IncidentAdmin(admin.ModelAdmin):
             "runs_url": f"{reverse('admin:executions_execution_changelist')}?{urlencode({'incident': incident.pk})}",
         }
         return TemplateResponse(request, "admin/incidents/incident/rerun.html", context)
+
+    def resume_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Resume the incident's runs that may have partly run: a count first, then a
+        confirmation resuming at most BULK_RERUN_LIMIT of them (the bulk resume's rules)."""
+        incident = self._operator_incident(request, object_id)
+        refused: list[tuple] = []
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            result = recovery.resume_others(incident, actor=_actor(request))
+            _report_bulk(request, result, done="resumed")
+            refused = result.refused
+        count = recovery.resumable_others(incident).count()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Resume the runs of incident #{incident.pk} that may have partly run",
+            "incident": incident,
+            "count": count,
+            "limit": BULK_RERUN_LIMIT,
+            "this_click": min(count, BULK_RERUN_LIMIT),
+            "refused": refused,
+            "resume_needs": recovery.RESUME_NEEDS,
+            "runs_url": f"{reverse('admin:executions_execution_changelist')}?{urlencode({'incident': incident.pk})}",
+        }
+        return TemplateResponse(request, "admin/incidents/incident/resume.html", context)

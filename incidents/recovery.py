@@ -4,9 +4,11 @@
   (failures.catalogue.DID_NO_WORK_CODES: no step ever started) and have no child run yet,
   each through executions.rerun, at most BULK_RERUN_LIMIT per confirmation, stopping at
   the first message that cannot be sent: the bulk re-run's rules (executions.services).
-- Resume the others: runs that may have partly run are resumed from their failed step, not
-  re-run from the start; that needs the resume service of issue 13 (`resume_others`
-  below is the hook point it fills).
+- Resume the others: runs that may have partly run are resumed from the step that did not
+  succeed (executions.resume), reusing the outputs of the steps that did, through the bulk
+  resume's loop (executions.services.resume_each): a run whose interrupted step may repeat
+  and is not idempotent is left out and listed, to be resumed one by one from its page
+  with the confirmation that names the step.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from executions.enqueue import EnqueueFailed
 from executions.models import Execution
 from executions.refusals import answer_for
 from executions.rerun import RerunRefused, rerun
-from executions.services import BULK_RERUN_LIMIT, BulkRerunResult
+from executions.services import BULK_RERUN_LIMIT, BulkRerunResult, resume_each
 from failures.catalogue import DID_NO_WORK_CODES
-from failures.statuses import TERMINAL, ErrorType
+from failures.statuses import ERROR_STATUSES, TERMINAL, ErrorType
 from incidents.models import Incident, IncidentNote, IncidentRun, NoteKind
 
 logger = logging.getLogger("conveyor.incidents")
 
-RESUME_NEEDS = "Resuming the runs that may have partly run needs the run resume service (issue 13)."
+RESUME_NEEDS = (
+    "Resume them from the step that did not succeed: the steps that succeeded are not run again; "
+    "a run whose interrupted step may repeat and is not idempotent is listed, to be resumed from its own page."
+)
 
 
 def _runs(incident: Incident) -> QuerySet[Execution]:
@@ -89,9 +94,34 @@ def rerun_safe_runs(incident: Incident, *, actor: str, limit: int | None = None)
     return result
 
 
-def resume_others(incident: Incident, *, actor: str) -> BulkRerunResult:
-    """HOOK (issue 13, run resume): resume each of `may_have_partly_run(incident)` from its
-    failed step through the resume service, with the same limit, counts and stop-at-the-
-    first-enqueue-failure rule as `rerun_safe_runs`. Until that service exists the admin
-    shows the count and this explanation, and offers no button."""
-    raise NotImplementedError(RESUME_NEEDS)
+def resumable_others(incident: Incident) -> QuerySet[Execution]:
+    """The runs that may have partly run and can be resumed (failed, no child run yet)."""
+    return may_have_partly_run(incident).filter(status__in=sorted(ERROR_STATUSES))
+
+
+def resume_others(incident: Incident, *, actor: str, limit: int | None = None) -> BulkRerunResult:
+    """Resume up to `limit` of the incident's runs that may have partly run, oldest first."""
+    result = resume_each(resumable_others(incident), actor=actor, limit=limit)
+    IncidentNote.objects.create(
+        incident=incident,
+        kind=NoteKind.RECOVERY,
+        author=actor,
+        text=(
+            f"resumed {len(result.rerun)} run(s) that may have partly run; {len(result.refused)} need a "
+            f"confirmation or were refused; {result.remaining} left"
+            + ("; stopped: the queue refused a message" if result.stopped_early else "")
+        ),
+    )
+    logger.info(
+        "incident recovery: resume",
+        extra={
+            "event": "incident_resume",
+            "incident_id": incident.pk,
+            "actor": actor,
+            "resumed": len(result.rerun),
+            "refused": len(result.refused),
+            "remaining": result.remaining,
+            "stopped_early": result.stopped_early,
+        },
+    )
+    return result

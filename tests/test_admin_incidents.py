@@ -63,8 +63,8 @@ def test_the_incident_page_draws_errors_per_minute_by_code_and_links_to_its_runs
     assert "9 in this span" in html
     assert f'href="/admin/executions/execution/?incident={incident.pk}"' in html
     assert 'id="incident-safe-count">6<' in html  # P-0005 and MS-0001 did no work
-    assert "3</strong> other runs may have partly run" in html
-    assert "needs the run resume service" in html
+    assert 'id="incident-others-count">3</strong> other runs may have partly run' in html
+    assert f'href="/admin/incidents/incident/{incident.pk}/resume/"' in html
 
     runs = client.get(f"/admin/executions/execution/?incident={incident.pk}").content.decode()
     shown = set(re.findall(r'<code title="([0-9a-f-]{36})">', runs))
@@ -86,6 +86,27 @@ def test_the_recovery_confirmation_counts_then_re_runs_only_the_safe_runs(outage
     }
     again = client.get(f"{LIST}{incident.pk}/rerun/").content.decode()
     assert 'id="incident-rerun-count">0<' in again
+
+
+def test_the_resume_confirmation_counts_then_resumes_the_runs_that_may_have_partly_run(
+    outage, monkeypatch, django_capture_on_commit_callbacks
+):
+    incident, safe, partly = outage
+    sent: list = []
+    monkeypatch.setattr("executions.enqueue.publish", lambda run_id, key: sent.append(run_id))
+    client, _ = staff_client()
+
+    page = client.get(f"{LIST}{incident.pk}/resume/").content.decode()
+    assert 'id="incident-resume-count">3<' in page and "Resume 3 runs" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"{LIST}{incident.pk}/resume/", {"confirm": "yes"})
+
+    assert "3 run(s) resumed." in response.content.decode()
+    resumed = Execution.objects.filter(trigger_type="resume")
+    assert set(resumed.values_list("rerun_of_id", flat=True)) == {r.pk for r in partly}
+    assert len(sent) == 3
+    assert 'id="incident-resume-count">0<' in client.get(f"{LIST}{incident.pk}/resume/").content.decode()
 
 
 def test_an_operator_opens_annotates_merges_and_resolves_through_the_admin(outage):
