@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -219,25 +220,8 @@ class BulkRerunResult:
 
 
 def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit: int | None = None) -> BulkRerunResult:
-    """Re-run up to `limit` of the runs `bulk_rerun_candidates` selects, oldest first.
-
-    Stops at the first run whose message cannot be sent (the queue is down: every other
-    send would fail too, and each would leave a failed child behind).
-    """
-    limit = BULK_RERUN_LIMIT if limit is None else limit
-    result = BulkRerunResult()
-    for execution in bulk_rerun_candidates(code, since, until).select_related("workflow")[:limit]:
-        try:
-            child = rerun(execution, actor=actor)
-        except RerunRefused as exc:
-            result.refused.append((execution.pk, str(exc)))
-            continue
-        except EnqueueFailed as exc:
-            answer = answer_for(exc)
-            result.enqueue_failed = (answer.run_id, answer.message)
-            break
-        result.rerun.append((execution.pk, child.pk))
-    result.remaining = bulk_rerun_candidates(code, since, until).count()
+    """Re-run up to `limit` of the runs `bulk_rerun_candidates` selects, oldest first."""
+    result = rerun_each(bulk_rerun_candidates(code, since, until), actor=actor, limit=limit)
     logger.info(
         "bulk re-run",
         extra={
@@ -254,16 +238,30 @@ def bulk_rerun(code: str, since: datetime, until: datetime, *, actor: str, limit
     return result
 
 
+def rerun_each(candidates: QuerySet[Execution], *, actor: str, limit: int | None = None) -> BulkRerunResult:
+    """Re-run up to `limit` of `candidates`, in their order (see _recover_each)."""
+    return _recover_each(candidates, lambda execution: rerun(execution, actor=actor), limit)
+
+
 def resume_each(candidates: QuerySet[Execution], *, actor: str, limit: int | None = None) -> BulkRerunResult:
     """Resume up to `limit` of `candidates` (failed runs), in their order, as an operator:
     a run whose interrupted step may repeat is refused and listed (it is resumed one by
-    one, with a confirmation); stops at the first message the queue refuses. `remaining`
-    counts the candidates still without a child run, the refused ones included."""
+    one, with a confirmation)."""
+    return _recover_each(candidates, lambda execution: resume(execution, actor=actor, origin="operator"), limit)
+
+
+def _recover_each(
+    candidates: QuerySet[Execution], recover: Callable[[Execution], Execution], limit: int | None
+) -> BulkRerunResult:
+    """`recover` (a re-run or a resume) each of the first `limit` candidates. Stops at the
+    first run whose message cannot be sent (the queue is down: every other send would fail
+    too, and each would leave a failed child behind). `remaining` counts the candidates
+    still without a child run afterwards, the refused ones included."""
     limit = BULK_RERUN_LIMIT if limit is None else limit
     result = BulkRerunResult()
     for execution in candidates.select_related("workflow")[:limit]:
         try:
-            child = resume(execution, actor=actor, origin="operator")
+            child = recover(execution)
         except RerunRefused as exc:
             result.refused.append((execution.pk, str(exc)))
             continue

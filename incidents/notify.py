@@ -26,7 +26,7 @@ from failures.errors import ConveyorError
 from incidents.metrics import INCIDENT_NOTIFICATIONS
 from incidents.models import Incident
 from scheduler.webhooks import signed_headers
-from workflows.actions.http import Target, checked_addresses, parse_target
+from workflows.actions.http import Target, checked_addresses, connection_pool, parse_target
 
 logger = logging.getLogger("conveyor.incidents")
 
@@ -120,21 +120,7 @@ def _post(target: Target, addresses: list[str], headers: dict[str, str], body: b
     timeout = float(settings.INCIDENT_WEBHOOK_TIMEOUT_S)
     last: Exception | None = None
     for address in addresses:
-        pool: urllib3.HTTPConnectionPool
-        if target.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
-                address,
-                target.port,
-                maxsize=1,
-                retries=False,
-                timeout=timeout,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=settings.HTTP_ACTION_CA_BUNDLE or None,
-                server_hostname=None if target.is_ip_literal else target.host,
-                assert_hostname=target.host,
-            )
-        else:
-            pool = urllib3.HTTPConnectionPool(address, target.port, maxsize=1, retries=False, timeout=timeout)
+        pool = connection_pool(target, address, timeout)
         try:
             response = pool.urlopen(
                 "POST",

@@ -17,11 +17,8 @@ import logging
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from executions.enqueue import EnqueueFailed
 from executions.models import Execution
-from executions.refusals import answer_for
-from executions.rerun import RerunRefused, rerun
-from executions.services import BULK_RERUN_LIMIT, BulkRerunResult, resume_each
+from executions.services import BulkRerunResult, rerun_each, resume_each
 from failures.catalogue import DID_NO_WORK_CODES
 from failures.statuses import ERROR_STATUSES, TERMINAL, ErrorType
 from incidents.models import Incident, IncidentNote, IncidentRun, NoteKind
@@ -56,20 +53,7 @@ def may_have_partly_run(incident: Incident) -> QuerySet[Execution]:
 
 
 def rerun_safe_runs(incident: Incident, *, actor: str, limit: int | None = None) -> BulkRerunResult:
-    limit = BULK_RERUN_LIMIT if limit is None else limit
-    result = BulkRerunResult()
-    for execution in safe_to_rerun(incident).select_related("workflow")[:limit]:
-        try:
-            child = rerun(execution, actor=actor)
-        except RerunRefused as exc:
-            result.refused.append((execution.pk, str(exc)))
-            continue
-        except EnqueueFailed as exc:
-            answer = answer_for(exc)
-            result.enqueue_failed = (answer.run_id, answer.message)
-            break
-        result.rerun.append((execution.pk, child.pk))
-    result.remaining = safe_to_rerun(incident).count()
+    result = rerun_each(safe_to_rerun(incident), actor=actor, limit=limit)
     IncidentNote.objects.create(
         incident=incident,
         kind=NoteKind.RECOVERY,

@@ -106,6 +106,13 @@ def check_eligible(execution: Execution, now: datetime) -> None:
         raise NotEligible(f"{execution.error_code or 'no code'} may have partly run: never retried automatically")
     if Step.objects.filter(execution_id=execution.pk).exists():
         raise NotEligible("a step of this run started: never retried automatically")
+    _check_budget(execution, now)
+
+
+def _check_budget(execution: Execution, now: datetime) -> None:
+    """What a retry and a policy resume share: the attempt bound, a live workflow, no
+    child run yet, and the back-off."""
+    workflow = execution.workflow
     if execution.attempt > workflow.system_retry_max_attempts:
         raise NotEligible(f"attempt {execution.attempt} reached the bound of {workflow.system_retry_max_attempts}")
     if workflow.deleted_at is not None or not workflow.enabled:
@@ -119,17 +126,9 @@ def check_eligible(execution: Execution, now: datetime) -> None:
 def _check_resumable(execution: Execution, now: datetime) -> None:
     """The resume path's rules: the same bound, children and back-off as a retry; the
     interrupted step must be safe to repeat."""
-    workflow = execution.workflow
     if execution.left_for_operator:
         raise NotEligible("its interrupted step is not safe to repeat: left for an operator")
-    if execution.attempt > workflow.system_retry_max_attempts:
-        raise NotEligible(f"attempt {execution.attempt} reached the bound of {workflow.system_retry_max_attempts}")
-    if workflow.deleted_at is not None or not workflow.enabled:
-        raise NotEligible("the workflow is deleted or disabled")
-    if Execution.objects.filter(rerun_of_id=execution.pk).exists():
-        raise NotEligible("this run was already re-run or retried")
-    if now < due_at(execution):
-        raise NotEligible(f"retry due at {due_at(execution).isoformat()}", later=True)
+    _check_budget(execution, now)
 
 
 def _leave_for_operator(execution_id, step_id: str) -> None:

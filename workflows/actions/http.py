@@ -421,7 +421,7 @@ class HttpRequestAction(Action):
             left = budget.left()
             if left <= 0:
                 raise self._timed_out(f"connecting to {target.display}", budget)
-            pool = self._pool(target, address, left)
+            pool = connection_pool(target, address, left)
             try:
                 response = pool.urlopen(
                     method,
@@ -454,23 +454,6 @@ class HttpRequestAction(Action):
         if last_error == "connection timed out":
             raise self._timed_out(f"connecting to {target.display}", budget)
         raise ExternalHTTPError(f"could not connect to {target.netloc}: {last_error}")
-
-    @staticmethod
-    def _pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
-        if target.scheme == "https":
-            return urllib3.HTTPSConnectionPool(
-                address,
-                target.port,
-                maxsize=1,
-                retries=False,
-                timeout=timeout,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=settings.HTTP_ACTION_CA_BUNDLE or None,
-                # The socket goes to the checked IP; SNI and the certificate check use the name.
-                server_hostname=None if target.is_ip_literal else target.host,
-                assert_hostname=target.host,
-            )
-        return urllib3.HTTPConnectionPool(address, target.port, maxsize=1, retries=False, timeout=timeout)
 
     def _read(self, response: urllib3.BaseHTTPResponse, target: Target, method: str, budget: _Budget) -> bytes:
         limit = settings.HTTP_ACTION_MAX_RESPONSE_BYTES
@@ -567,3 +550,22 @@ def _os_reason(exc: BaseException) -> str:
             return str(current)
         current = current.__cause__ or current.__context__
     return ""
+
+
+def connection_pool(target: Target, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to `address`, the IP checked for `target`: the socket goes
+    there, never to a name resolved again."""
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            address,
+            target.port,
+            maxsize=1,
+            retries=False,
+            timeout=timeout,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=settings.HTTP_ACTION_CA_BUNDLE or None,
+            # The socket goes to the checked IP; SNI and the certificate check use the name.
+            server_hostname=None if target.is_ip_literal else target.host,
+            assert_hostname=target.host,
+        )
+    return urllib3.HTTPConnectionPool(address, target.port, maxsize=1, retries=False, timeout=timeout)
