@@ -17,6 +17,7 @@ from django.conf import settings as django_settings
 
 from executions.enqueue import enqueue
 from executions.models import Execution
+from executions.outputs import run_output
 from pipeline.forkserver import ENVIRONMENT_ALLOW_LIST, sealed_environment
 from pipeline.runtimes import child_payload
 from pipeline.supervision import load_claimed
@@ -100,7 +101,7 @@ def test_a_running_isolated_child_holds_no_platform_secret_connection_or_unrefer
 
     done = wait_status(execution.pk, timeout=60)
     assert done.status == "success", done.error_message
-    assert done.output["steps"]["token"] == {"auth": "Bearer ***"}
+    assert run_output(done)["steps"]["token"] == {"auth": "Bearer ***"}
 
 
 def test_the_child_is_handed_the_referenced_secrets_only_and_no_platform_setting(settings):

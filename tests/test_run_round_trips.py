@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from executions import enqueue as enqueue_module
 from executions.models import Execution, Step, Transition
+from executions.outputs import run_output
 from failures.statuses import TriggerType
 from messaging import messages
 from pipeline.consume import Outcome, consume
@@ -41,7 +42,12 @@ def test_a_two_step_run_is_eight_statements_and_no_transaction_from_enqueue_to_s
     assert len(queries) == 8, "\n".join(q["sql"][:120] for q in queries.captured_queries)
     assert commits == []
     run = Execution.objects.get(pk=run.pk)
-    assert (run.status, run.steps_started, run.steps_succeeded, run.output["result"]) == ("success", 2, 2, {"echo": 1})
+    assert (run.status, run.steps_started, run.steps_succeeded, run_output(run)["result"]) == (
+        "success",
+        2,
+        2,
+        {"echo": 1},
+    )
     assert run.duration_ms is not None
     assert list(Transition.objects.filter(execution=run).values_list("move", flat=True)) == [
         "create",

@@ -235,7 +235,8 @@ class RunViewSet(OrganizationScoped, mixins.ListModelMixin, mixins.RetrieveModel
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk=None) -> Response:
         execution = self.get_object()
-        body = ResumeRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        # A body that is not an object is a 400 naming it, never read as "no options".
+        body = ResumeRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             child = services.resume_run(
