@@ -54,27 +54,7 @@ def may_have_partly_run(incident: Incident) -> QuerySet[Execution]:
 
 def rerun_safe_runs(incident: Incident, *, actor: str, limit: int | None = None) -> BulkRerunResult:
     result = rerun_each(safe_to_rerun(incident), actor=actor, limit=limit)
-    IncidentNote.objects.create(
-        incident=incident,
-        kind=NoteKind.RECOVERY,
-        author=actor,
-        text=(
-            f"re-ran {len(result.rerun)} run(s) that did no work; {len(result.refused)} refused; "
-            f"{result.remaining} left" + ("; stopped: the queue refused a message" if result.stopped_early else "")
-        ),
-    )
-    logger.info(
-        "incident recovery: re-run",
-        extra={
-            "event": "incident_rerun",
-            "incident_id": incident.pk,
-            "actor": actor,
-            "rerun": len(result.rerun),
-            "refused": len(result.refused),
-            "remaining": result.remaining,
-            "stopped_early": result.stopped_early,
-        },
-    )
+    _recorded(incident, actor, "rerun", f"re-ran {len(result.rerun)} run(s) that did no work", result)
     return result
 
 
@@ -86,26 +66,28 @@ def resumable_others(incident: Incident) -> QuerySet[Execution]:
 def resume_others(incident: Incident, *, actor: str, limit: int | None = None) -> BulkRerunResult:
     """Resume up to `limit` of the incident's runs that may have partly run, oldest first."""
     result = resume_each(resumable_others(incident), actor=actor, limit=limit)
+    _recorded(incident, actor, "resume", f"resumed {len(result.rerun)} run(s) that may have partly run", result)
+    return result
+
+
+def _recorded(incident: Incident, actor: str, kind: str, done: str, result: BulkRerunResult) -> None:
+    """A recovery on the incident's timeline and in the log."""
+    stopped = "; stopped: the queue refused a message" if result.stopped_early else ""
     IncidentNote.objects.create(
         incident=incident,
         kind=NoteKind.RECOVERY,
         author=actor,
-        text=(
-            f"resumed {len(result.rerun)} run(s) that may have partly run; {len(result.refused)} need a "
-            f"confirmation or were refused; {result.remaining} left"
-            + ("; stopped: the queue refused a message" if result.stopped_early else "")
-        ),
+        text=f"{done}; {len(result.refused)} refused or needing a confirmation; {result.remaining} left{stopped}",
     )
     logger.info(
-        "incident recovery: resume",
+        f"incident recovery: {kind}",
         extra={
-            "event": "incident_resume",
+            "event": f"incident_{kind}",
             "incident_id": incident.pk,
             "actor": actor,
-            "resumed": len(result.rerun),
+            "recovered": len(result.rerun),
             "refused": len(result.refused),
             "remaining": result.remaining,
             "stopped_early": result.stopped_early,
         },
     )
-    return result
