@@ -32,5 +32,6 @@ def test_a_paused_supervisor_is_reaped_then_heals_to_success_counted_once(pipeli
     assert healed.error_code == "" and run_output(healed)["result"] == {"slept": 0.5}
     assert list(Step.objects.filter(execution=healed).values_list("status", flat=True)) == ["success"] * 3
     assert Transition.objects.filter(execution=healed, move="heal-late-success").count() == 1
-    assert pipeline.metric("conveyor_self_heals_total", move="heal-late-success") == 1
-    assert pipeline.metric("conveyor_reaped_total", code="P-0003") == 1
+    # Counters move just after the writes they count are visible.
+    assert wait_for(lambda: pipeline.metric("conveyor_self_heals_total", move="heal-late-success") == 1, timeout=10)
+    assert wait_for(lambda: pipeline.metric("conveyor_reaped_total", code="P-0003") == 1, timeout=10)

@@ -253,7 +253,8 @@ def test_a_child_that_dies_is_restarted_with_a_back_off_and_the_platform_keeps_r
             platform.logs()
         )
         assert platform.popen.poll() is None, platform.logs()
-    assert platform.output().count("[platform] restarted beat") == 2
+    # The line is printed just after the new beat starts: the pid can be seen first.
+    assert _wait(lambda: platform.output().count("[platform] restarted beat") == 2, 10), platform.output()
     assert len(_pids_of(platform, b" worker ")) >= 2  # the workers were left alone
 
     platform.popen.send_signal(signal.SIGINT)
