@@ -51,6 +51,7 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench._common import BenchPipeline  # noqa: E402  (sets Django up)
+from failures.statuses import ExecutionStatus  # noqa: E402
 from tests.e2e import CALLABLES, sleeping, slow_start_python  # noqa: E402
 
 DEFAULTS = {  # config/settings.py's own defaults, spelled out: the bench's whole point
@@ -122,11 +123,15 @@ def one_round(workflow, mode: str, time_limit: float, timeout: float) -> list[Sa
     samples = []
     for failure, execution in runs.items():
         done = _wait(
-            lambda e=execution: Execution.objects.filter(pk=e.pk, status="system_error").first(),
+            lambda e=execution: Execution.objects.filter(pk=e.pk, status=ExecutionStatus.SYSTEM_ERROR).first(),
             timeout,
             f"{failure} ({mode}): system_error",
         )
-        written = Transition.objects.filter(execution_id=done.pk, to_status="system_error").order_by("at").first()
+        written = (
+            Transition.objects.filter(execution_id=done.pk, to_status=ExecutionStatus.SYSTEM_ERROR)
+            .order_by("at")
+            .first()
+        )
         moment = failed_at.get(failure) or done.started_at + timedelta(seconds=time_limit)
         sign_of_life = done.heartbeat_at or done.started_at
         samples.append(

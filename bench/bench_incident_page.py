@@ -32,6 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.bench_runs_list import get_operator, load  # noqa: E402
+from failures.statuses import ExecutionStatus  # noqa: E402
 
 DATABASE = "conveyor_bench_incidents"
 OUTAGE_RUNS = 2000
@@ -53,7 +54,7 @@ def _outage(connection) -> None:
                 worker, created_at, queued_at, finished_at, duration_ms, steps_total, steps_started,
                 steps_succeeded, steps_failed
             )
-            SELECT gen_random_uuid(), w.id, w.organization_id, 1, 'manual', 'system_error', 'producer',
+            SELECT gen_random_uuid(), w.id, w.organization_id, 1, 'manual', %(system_error)s, 'producer',
                    'system', 'infrastructure', 'MS-0001', 'SendMessage failed: bench', 'bench-outage', '{}'::jsonb,
                    1, '', '', t, t, t, 0, 1, 0, 0, 0
             FROM generate_series(1, %(n)s) AS g
@@ -62,7 +63,7 @@ def _outage(connection) -> None:
                 SELECT id, organization_id FROM executions_workflow ORDER BY id OFFSET (g %% 100) LIMIT 1
             ) AS w ON true
             """,
-            {"n": OUTAGE_RUNS},
+            {"n": OUTAGE_RUNS, "system_error": ExecutionStatus.SYSTEM_ERROR.value},
         )
         cursor.execute("ANALYZE executions_execution")
 

@@ -35,6 +35,7 @@ os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABAS
 os.environ.setdefault("CONVEYOR_LOG_LEVEL", "WARNING")
 
 from bench.bench_pipeline import _ensure_database  # noqa: E402  (creates the bench database, sets Django up)
+from failures.statuses import TERMINAL  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOOP = {"steps": [{"id": "noop", "action": "transform", "config": {"output": {"ok": True}}}]}
@@ -98,7 +99,7 @@ class Api:
         started = time.monotonic()
         run_id = self.call("POST", f"/api/workflows/{workflow_id}/runs/", {})["run_id"]
         detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
-        while detail["status"] not in ("success", "error", "system_error", "cancelled", "skipped"):
+        while detail["status"] not in TERMINAL:
             detail = self.call("GET", f"/api/runs/{run_id}/wait/?timeout=30")
         elapsed = time.monotonic() - started
         if detail["status"] != "success":
